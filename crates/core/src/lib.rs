@@ -1,0 +1,16 @@
+//! Symbolon's vocabulary: identities, reason codes and durations.
+//!
+//! Plain data with no I/O and no TLS dependency, so every other crate (and the
+//! policy engine later) can share one meaning for "who" and "why not".
+#![forbid(unsafe_code)]
+
+mod duration;
+mod identity;
+mod namespace;
+mod reason;
+
+// === the public interface ===
+pub use duration::{format_delta, format_duration, parse_duration, DurationError};
+pub use identity::{dns_name_matches, Identity, IdentityError, SpiffeId};
+pub use namespace::{IpNet, Namespace, NamespaceError};
+pub use reason::Reason;
