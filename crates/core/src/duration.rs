@@ -117,12 +117,24 @@ mod tests {
 
     #[test]
     fn formats_two_units() {
-        assert_eq!(format_duration(Duration::from_secs(23 * 3600 + 4 * 60 + 5)), "23h 4m");
-        assert_eq!(format_duration(Duration::from_secs(3 * 86_400 + 7200)), "3d 2h");
+        assert_eq!(
+            format_duration(Duration::from_secs(23 * 3600 + 4 * 60 + 5)),
+            "23h 4m"
+        );
+        assert_eq!(
+            format_duration(Duration::from_secs(3 * 86_400 + 7200)),
+            "3d 2h"
+        );
         assert_eq!(format_duration(Duration::from_secs(86_400)), "1d");
         assert_eq!(format_duration(Duration::from_secs(0)), "0s");
         let now = time::OffsetDateTime::UNIX_EPOCH + time::Duration::days(100);
-        assert_eq!(format_delta(now, now - time::Duration::minutes(192)), "3h 12m ago");
-        assert_eq!(format_delta(now, now + time::Duration::minutes(61)), "in 1h 1m");
+        assert_eq!(
+            format_delta(now, now - time::Duration::minutes(192)),
+            "3h 12m ago"
+        );
+        assert_eq!(
+            format_delta(now, now + time::Duration::minutes(61)),
+            "in 1h 1m"
+        );
     }
 }

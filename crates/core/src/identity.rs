@@ -20,13 +20,22 @@ pub enum Identity {
 #[non_exhaustive]
 pub enum IdentityError {
     #[error("invalid SPIFFE ID {input:?}: {problem}")]
-    Spiffe { input: String, problem: &'static str },
+    Spiffe {
+        input: String,
+        problem: &'static str,
+    },
     #[error("invalid DNS name {input:?}: {problem}")]
-    Dns { input: String, problem: &'static str },
+    Dns {
+        input: String,
+        problem: &'static str,
+    },
     #[error("invalid IP address {input:?}")]
     Ip { input: String },
     #[error("invalid URI {input:?}: {problem}")]
-    Uri { input: String, problem: &'static str },
+    Uri {
+        input: String,
+        problem: &'static str,
+    },
 }
 
 impl Identity {
@@ -197,7 +206,9 @@ fn validate_dns(s: &str, allow_wildcard: bool) -> Result<String, IdentityError> 
     for (i, label) in labels.iter().enumerate() {
         if *label == "*" && i == 0 && allow_wildcard {
             if labels.len() < 3 {
-                return Err(err("a wildcard needs at least two labels after it (*.example.org)"));
+                return Err(err(
+                    "a wildcard needs at least two labels after it (*.example.org)",
+                ));
             }
             continue;
         }
@@ -211,7 +222,9 @@ fn validate_dns(s: &str, allow_wildcard: bool) -> Result<String, IdentityError> 
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
         {
-            return Err(err("labels may hold only a-z, 0-9, '-' and '_' ('*' only as the whole first label)"));
+            return Err(err(
+                "labels may hold only a-z, 0-9, '-' and '_' ('*' only as the whole first label)",
+            ));
         }
         if label.starts_with('-') || label.ends_with('-') {
             return Err(err("a label starts or ends with '-'"));
@@ -265,17 +278,35 @@ mod tests {
 
     #[test]
     fn dns_names_are_validated_and_lowercased() {
-        assert_eq!(Identity::dns("API.Example.org.").unwrap(), Identity::Dns("api.example.org".into()));
+        assert_eq!(
+            Identity::dns("API.Example.org.").unwrap(),
+            Identity::Dns("api.example.org".into())
+        );
         assert!(Identity::dns("*.example.org").is_ok());
-        for bad in ["", "a..b", "-a.b", "a b.c", "*.org", "a.*.b.c", "x\0.example.org", &"a".repeat(64)] {
+        for bad in [
+            "",
+            "a..b",
+            "-a.b",
+            "a b.c",
+            "*.org",
+            "a.*.b.c",
+            "x\0.example.org",
+            &"a".repeat(64),
+        ] {
             assert!(Identity::dns(bad).is_err(), "{bad:?} accepted");
         }
     }
 
     #[test]
     fn uris_need_a_scheme_and_spiffe_uris_are_spiffe_ids() {
-        assert!(matches!(Identity::uri("spiffe://td/x").unwrap(), Identity::Spiffe(_)));
-        assert!(matches!(Identity::uri("urn:uuid:1234").unwrap(), Identity::Uri(_)));
+        assert!(matches!(
+            Identity::uri("spiffe://td/x").unwrap(),
+            Identity::Spiffe(_)
+        ));
+        assert!(matches!(
+            Identity::uri("urn:uuid:1234").unwrap(),
+            Identity::Uri(_)
+        ));
         assert!(Identity::uri("no-scheme").is_err());
         assert!(Identity::uri("https://a b").is_err());
     }

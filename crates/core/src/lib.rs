@@ -10,7 +10,7 @@ mod namespace;
 mod reason;
 
 // === the public interface ===
-pub use duration::{format_delta, format_duration, parse_duration, DurationError};
-pub use identity::{dns_name_matches, Identity, IdentityError, SpiffeId};
+pub use duration::{DurationError, format_delta, format_duration, parse_duration};
+pub use identity::{Identity, IdentityError, SpiffeId, dns_name_matches};
 pub use namespace::{IpNet, Namespace, NamespaceError};
 pub use reason::Reason;

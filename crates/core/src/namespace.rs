@@ -82,7 +82,11 @@ impl Namespace {
                 }
             }
             Identity::Uri(uri) => {
-                if self.uri.iter().any(|p| !p.is_empty() && uri.starts_with(p.as_str())) {
+                if self
+                    .uri
+                    .iter()
+                    .any(|p| !p.is_empty() && uri.starts_with(p.as_str()))
+                {
                     Ok(())
                 } else {
                     Err(refuse(format!(
@@ -119,7 +123,11 @@ impl IpNet {
                 .enumerate()
                 .map(|(i, b)| {
                     let bits = (prefix as usize).saturating_sub(i * 8).min(8);
-                    if bits == 0 { 0 } else { b & (0xffu8 << (8 - bits)) }
+                    if bits == 0 {
+                        0
+                    } else {
+                        b & (0xffu8 << (8 - bits))
+                    }
                 })
                 .collect()
         }

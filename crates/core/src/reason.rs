@@ -92,6 +92,12 @@ impl Reason {
     }
 }
 
+impl serde::Serialize for Reason {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
 impl fmt::Display for Reason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -108,7 +114,11 @@ mod tests {
         for r in Reason::ALL {
             assert!(seen.insert(r.as_str()), "duplicate code {r}");
             assert_eq!(Reason::parse(r.as_str()), Some(*r));
-            assert!(r.as_str().chars().all(|c| c.is_ascii_lowercase() || c == '_'));
+            assert!(
+                r.as_str()
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c == '_')
+            );
         }
         assert_eq!(Reason::parse("nope"), None);
     }

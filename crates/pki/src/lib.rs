@@ -1,1 +1,60 @@
+//! Keys, CSRs, certificates, CRLs, and chain verification with explained
+//! failures. Certificates are built with rcgen, read with x509-parser and
+//! verified with rustls-webpki; all crypto is aws-lc-rs.
 #![forbid(unsafe_code)]
+
+mod authority;
+mod crl;
+mod csr;
+mod der;
+mod error;
+pub mod files;
+pub mod input;
+mod inspect;
+mod issue;
+mod keys;
+mod serial;
+mod verify;
+
+// === the public interface ===
+pub use authority::{BACKDATE, CaOptions, Issuer, NewCa, create_ca};
+pub use crl::{RevocationReason, RevokedEntry};
+pub use csr::{CheckedCsr, check_csr};
+pub use error::PkiError;
+pub use inspect::{
+    CertSummary, CrlEntrySummary, CrlSummary, CsrSummary, NameConstraintsSummary,
+    describe_certificate, describe_crl, describe_csr, spki_pin,
+};
+pub use issue::{IssuedCert, LeafSpec, Profile};
+pub use keys::{KeyInfo, KeyType, PBKDF2_ITERATIONS, check_spki_der, decrypt_pkcs8, encrypt_pkcs8};
+pub use serial::Serial;
+pub use verify::{
+    CertRef, ExpectedName, Purpose, VerifiedPath, VerifyError, VerifyOptions, verify,
+};
+
+pub use rcgen::KeyPair;
+pub use rustls_pki_types::{CertificateDer, CertificateRevocationListDer};
+
+/// PEM-encodes DER with the given label (64-column lines, `\n` endings).
+pub fn to_pem(label: &str, der: &[u8]) -> String {
+    pem::encode_config(
+        &pem::Pem::new(label, der.to_vec()),
+        pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
+    )
+}
+
+/// Lower-case hex SHA-256, the fingerprint form Symbolon prints and accepts.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes)
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// RFC 3339 in UTC with second precision: `2026-11-25T03:00:00Z`.
+pub fn rfc3339(t: time::OffsetDateTime) -> String {
+    let t = t.to_offset(time::UtcOffset::UTC);
+    let fmt = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
+    t.format(&fmt).unwrap_or_else(|_| t.to_string())
+}

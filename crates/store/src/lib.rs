@@ -1,1 +1,36 @@
+//! Persistence: certificates, revocations and CRLs.
+//!
+//! SQLite (WAL, `synchronous=FULL`) under the CA directory by default: a
+//! commit is on disk before the caller hands anything out. Records are plain
+//! data (no `pki` types), so every crate can read them.
 #![forbid(unsafe_code)]
+
+mod migrate;
+mod records;
+mod sqlite;
+
+// === the public interface ===
+pub use records::{
+    CertStatus, CertificateRecord, CrlRecord, ListFilter, RevokeOutcome, RevokedRecord,
+};
+pub use sqlite::Store;
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    #[error("{}: no store there; create the CA first with `symbolon ca init`", path.display())]
+    Missing { path: PathBuf },
+    #[error("{}: a store already exists there; refusing to overwrite it", path.display())]
+    Exists { path: PathBuf },
+    #[error("certificate serial {serial} is already recorded")]
+    DuplicateSerial { serial: String },
+    #[error("store {location}: {source}")]
+    Database {
+        location: String,
+        source: sqlx::Error,
+    },
+    #[error("store {location}: {problem}")]
+    Corrupt { location: String, problem: String },
+}
