@@ -1,2 +1,58 @@
+//! `symbolon`: the one binary. Thin glue over the library crates: parse
+//! arguments, load and validate configuration, call the library, print.
 #![forbid(unsafe_code)]
-fn main() {}
+
+mod ca_dir;
+mod commands;
+mod output;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+/// What a command's failure means for the exit code.
+#[derive(Debug)]
+pub enum Failure {
+    /// The answer is "no" (e.g. a certificate does not verify): exit 1.
+    Negative,
+    /// The input or environment is unusable: exit 2, message on stderr.
+    Error(anyhow::Error),
+}
+
+impl<E: Into<anyhow::Error>> From<E> for Failure {
+    fn from(e: E) -> Self {
+        Failure::Error(e.into())
+    }
+}
+
+pub type CmdResult = Result<(), Failure>;
+
+/// `bail!` for command functions: return an input/environment error (exit 2).
+#[macro_export]
+macro_rules! fail {
+    ($($t:tt)*) => {
+        return Err($crate::Failure::Error(anyhow::anyhow!($($t)*)))
+    };
+}
+
+fn main() -> ExitCode {
+    let cli = commands::Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(commands::run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Negative) => ExitCode::from(1),
+        Err(Failure::Error(e)) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -32,7 +32,7 @@ pub use verify::{
     CertRef, ExpectedName, Purpose, VerifiedPath, VerifyError, VerifyOptions, verify,
 };
 
-pub use rcgen::KeyPair;
+pub use rcgen::{KeyPair, PublicKeyData};
 pub use rustls_pki_types::{CertificateDer, CertificateRevocationListDer};
 
 /// PEM-encodes DER with the given label (64-column lines, `\n` endings).
@@ -57,4 +57,10 @@ pub fn rfc3339(t: time::OffsetDateTime) -> String {
     let t = t.to_offset(time::UtcOffset::UTC);
     let fmt = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
     t.format(&fmt).unwrap_or_else(|_| t.to_string())
+}
+
+/// The serial number of a DER certificate, if it parses.
+pub fn certificate_serial(der: &[u8]) -> Option<Serial> {
+    let (_, x) = x509_parser::parse_x509_certificate(der).ok()?;
+    Some(Serial::from_be_bytes(x.raw_serial()))
 }

@@ -1,0 +1,174 @@
+//! The CA directory: its file layout, `ca.toml`, and loading the online
+//! issuer and store from it.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use symbolon_core::{Namespace, parse_duration};
+use symbolon_pki::{Issuer, input};
+use symbolon_store::Store;
+
+pub const ROOT_CERT: &str = "root.crt";
+pub const ROOT_KEY: &str = "root.key";
+pub const INTERMEDIATE_CERT: &str = "intermediate.crt";
+pub const INTERMEDIATE_KEY: &str = "intermediate.key";
+pub const BUNDLE: &str = "ca-bundle.pem";
+pub const STORE: &str = "symbolon.db";
+pub const CONFIG: &str = "ca.toml";
+
+/// `ca.toml`, as written by `ca init` and edited by operators.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaConfig {
+    /// Shown in certificate subjects and output.
+    pub name: String,
+    /// Base URL where `ca serve` is reachable; leaves then carry CRL
+    /// distribution point and OCSP URLs under it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_url: Option<String>,
+    pub names: Namespace,
+    #[serde(default)]
+    pub lifetimes: Lifetimes,
+}
+
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Lifetimes {
+    /// Lifetime of a leaf when none is asked for.
+    #[serde(default = "default_leaf")]
+    pub default_leaf: String,
+    /// The longest leaf lifetime this CA grants.
+    #[serde(default = "max_leaf")]
+    pub max_leaf: String,
+    /// How far ahead a CRL's nextUpdate is set.
+    #[serde(default = "crl_next_update")]
+    pub crl_next_update: String,
+}
+
+fn default_leaf() -> String {
+    "24h".into()
+}
+fn max_leaf() -> String {
+    "90d".into()
+}
+fn crl_next_update() -> String {
+    "24h".into()
+}
+
+impl Default for Lifetimes {
+    fn default() -> Self {
+        Lifetimes {
+            default_leaf: default_leaf(),
+            max_leaf: max_leaf(),
+            crl_next_update: crl_next_update(),
+        }
+    }
+}
+
+/// `ca.toml` after validation: durations parsed, names checked.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub raw: CaConfig,
+    pub default_leaf: Duration,
+    pub max_leaf: Duration,
+    pub crl_next_update: Duration,
+}
+
+impl CaConfig {
+    pub fn validate(self, file: &Path) -> anyhow::Result<Settings> {
+        let f = file.display();
+        let dur = |key: &str, v: &str| {
+            parse_duration(v).map_err(|e| anyhow::anyhow!("{f}: lifetimes.{key}: {e}"))
+        };
+        let default_leaf = dur("default_leaf", &self.lifetimes.default_leaf)?;
+        let max_leaf = dur("max_leaf", &self.lifetimes.max_leaf)?;
+        let crl_next_update = dur("crl_next_update", &self.lifetimes.crl_next_update)?;
+        if default_leaf > max_leaf {
+            bail!(
+                "{f}: lifetimes.default_leaf ({}) is longer than lifetimes.max_leaf ({}); shorten it or raise max_leaf",
+                self.lifetimes.default_leaf,
+                self.lifetimes.max_leaf
+            );
+        }
+        if crl_next_update < Duration::from_secs(60) {
+            bail!("{f}: lifetimes.crl_next_update must be at least 1m");
+        }
+        if self.name.trim().is_empty() {
+            bail!("{f}: name: must not be empty");
+        }
+        if let Some(td) = &self.names.trust_domain {
+            symbolon_core::SpiffeId::parse(&format!("spiffe://{td}"))
+                .map_err(|_| anyhow::anyhow!("{f}: names.trust_domain: {td:?} is not a valid SPIFFE trust domain (lower-case letters, digits, '.', '-', '_')"))?;
+        }
+        for rule in &self.names.dns {
+            let name = rule.strip_prefix('.').unwrap_or(rule);
+            symbolon_core::Identity::dns(name)
+                .map_err(|e| anyhow::anyhow!("{f}: names.dns: {e}"))?;
+        }
+        if let Some(url) = &self.public_url {
+            if !url.starts_with("https://") && !url.starts_with("http://") {
+                bail!("{f}: public_url: {url:?} must start with https:// (or http://)");
+            }
+        }
+        Ok(Settings {
+            raw: self,
+            default_leaf,
+            max_leaf,
+            crl_next_update,
+        })
+    }
+}
+
+pub fn load_settings(dir: &Path) -> anyhow::Result<Settings> {
+    let file = dir.join(CONFIG);
+    let text = match std::fs::read_to_string(&file) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if !dir.exists() {
+                bail!(
+                    "{}: no such CA directory; create one with `symbolon ca init --dir {}`",
+                    dir.display(),
+                    dir.display()
+                );
+            }
+            bail!(
+                "{}: not found; is {} a CA directory made by `symbolon ca init`?",
+                file.display(),
+                dir.display()
+            );
+        }
+        Err(e) => return Err(e).with_context(|| format!("{}: cannot read", file.display())),
+    };
+    let raw: CaConfig =
+        toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    raw.validate(&file)
+}
+
+/// An opened CA: settings, the online issuer, the store.
+pub struct Ca {
+    pub dir: PathBuf,
+    pub settings: Settings,
+    pub issuer: Issuer,
+    pub store: Store,
+}
+
+impl Ca {
+    pub async fn open(dir: &Path) -> anyhow::Result<Ca> {
+        let settings = load_settings(dir)?;
+        let cert_path = dir.join(INTERMEDIATE_CERT);
+        let mut certs = input::load_certificates(&cert_path)?;
+        let cert = certs.remove(0);
+        let key = input::load_private_key(&dir.join(INTERMEDIATE_KEY), None)?;
+        let issuer = Issuer::new(cert, key)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", cert_path.display()))?
+            .with_public_url(settings.raw.public_url.clone());
+        let store = Store::open(&dir.join(STORE)).await?;
+        Ok(Ca {
+            dir: dir.to_path_buf(),
+            settings,
+            issuer,
+            store,
+        })
+    }
+}

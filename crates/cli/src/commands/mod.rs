@@ -1,0 +1,77 @@
+//! Command-line definitions (clap) and dispatch.
+
+mod ca;
+mod cert;
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::CmdResult;
+
+/// Mutual TLS in one binary: private CA, certificate tools, gateway, agent.
+#[derive(Debug, Parser)]
+#[command(name = "symbolon", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a private certificate authority: create it, issue, sign, revoke.
+    #[command(subcommand)]
+    Ca(CaCommand),
+    /// Inspect and verify certificates, CSRs and CRLs.
+    #[command(subcommand)]
+    Cert(CertCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CaCommand {
+    /// Create a CA: an offline root, an online intermediate, and the store.
+    Init(ca::InitArgs),
+    /// Generate a key and issue a certificate for it.
+    Issue(ca::IssueArgs),
+    /// Sign a certificate signing request (PEM or DER).
+    Sign(ca::SignArgs),
+    /// Revoke a certificate by serial or by file.
+    Revoke(ca::RevokeArgs),
+    /// Sign a new CRL with a strictly increasing CRL number.
+    Crl(ca::CrlArgs),
+    /// List issued certificates.
+    List(ca::ListArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CertCommand {
+    /// Describe certificates, chains, CSRs and CRLs (PEM or DER).
+    Inspect(cert::InspectArgs),
+    /// Verify a certificate's path to a trust anchor; exit 0 valid, 1 invalid, 2 unusable input.
+    Verify(cert::VerifyArgs),
+}
+
+/// The CA directory every `ca` command works on.
+#[derive(Debug, Args)]
+pub struct DirArg {
+    /// CA directory (made by `symbolon ca init`).
+    #[arg(long, env = "SYMBOLON_CA_DIR", value_name = "DIR")]
+    pub dir: PathBuf,
+}
+
+pub async fn run(cli: Cli) -> CmdResult {
+    match cli.command {
+        Command::Ca(c) => match c {
+            CaCommand::Init(a) => ca::init(a).await,
+            CaCommand::Issue(a) => ca::issue(a).await,
+            CaCommand::Sign(a) => ca::sign(a).await,
+            CaCommand::Revoke(a) => ca::revoke(a).await,
+            CaCommand::Crl(a) => ca::crl(a).await,
+            CaCommand::List(a) => ca::list(a).await,
+        },
+        Command::Cert(c) => match c {
+            CertCommand::Inspect(a) => cert::inspect(a),
+            CertCommand::Verify(a) => cert::verify(a),
+        },
+    }
+}
