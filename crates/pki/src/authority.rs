@@ -81,7 +81,7 @@ pub fn create_ca(opts: &CaOptions, now: OffsetDateTime) -> Result<NewCa, PkiErro
     }
 
     let root_key = opts.key_type.generate()?;
-    let root_params = ca_params(
+    let mut root_params = ca_params(
         format!("{name} Root CA"),
         name,
         1,
@@ -89,6 +89,9 @@ pub fn create_ca(opts: &CaOptions, now: OffsetDateTime) -> Result<NewCa, PkiErro
         not_before,
         root_not_after,
     );
+    root_params.key_identifier_method = KeyIdMethod::PreSpecified(crate::keys::key_identifier(
+        &root_key.subject_public_key_info(),
+    )?);
     let root_cert = root_params.self_signed(&root_key)?;
     let root_issuer = rcgen::Issuer::from_params(&root_params, &root_key);
 
@@ -107,6 +110,9 @@ pub fn create_ca(opts: &CaOptions, now: OffsetDateTime) -> Result<NewCa, PkiErro
         int_not_after,
     );
     int_params.use_authority_key_identifier_extension = true;
+    int_params.key_identifier_method = KeyIdMethod::PreSpecified(crate::keys::key_identifier(
+        &int_key.subject_public_key_info(),
+    )?);
     let int_cert = int_params.signed_by(&int_key, &root_issuer)?;
 
     Ok(NewCa {

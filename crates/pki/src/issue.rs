@@ -190,7 +190,7 @@ impl Issuer {
             ],
         };
         p.use_authority_key_identifier_extension = true;
-        p.key_identifier_method = KeyIdMethod::Sha256;
+        p.key_identifier_method = KeyIdMethod::PreSpecified(crate::keys::key_identifier(spki_der)?);
         p.subject_alt_names = spec
             .identities
             .iter()

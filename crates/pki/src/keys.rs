@@ -172,6 +172,18 @@ pub fn check_spki_der(spki_der: &[u8]) -> Result<KeyInfo, String> {
     verdict.map(|()| info)
 }
 
+/// Key identifier per RFC 7093 §2 method 1: the leftmost 160 bits of the
+/// SHA-256 of the subjectPublicKey BIT STRING value. Linters recognise it,
+/// unlike a hash over the whole SubjectPublicKeyInfo.
+pub fn key_identifier(spki_der: &[u8]) -> Result<Vec<u8>, PkiError> {
+    let (_, spki) = SubjectPublicKeyInfo::from_der(spki_der).map_err(|_| {
+        PkiError::Refused("the public key is not a valid SubjectPublicKeyInfo".into())
+    })?;
+    let digest =
+        aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &spki.subject_public_key.data);
+    Ok(digest.as_ref()[..20].to_vec())
+}
+
 // === encrypted PKCS#8 ===
 
 const OID_PBES2: &str = "1.2.840.113549.1.5.13";

@@ -1,0 +1,14 @@
+//! Integration tests: the real `symbolon` binary in temporary directories,
+//! with OpenSSL and pkilint as independent checkers.
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+
+mod support;
+
+mod bad_input;
+mod init;
+mod inspect;
+mod issue;
+mod lint;
+mod revoke;
+mod sign;
+mod verify;
