@@ -41,7 +41,7 @@ impl Namespace {
             Identity::Spiffe(s) => match &self.trust_domain {
                 Some(td) if td == s.trust_domain() => Ok(()),
                 Some(td) => Err(refuse(format!(
-                    "the trust domain is {td:?}, not {:?}",
+                    "the CA's trust domain (names.trust_domain in ca.toml) is {td:?}, not {:?}",
                     s.trust_domain()
                 ))),
                 None => Err(refuse(

@@ -398,26 +398,31 @@ pub async fn issue(args: IssueArgs) -> CmdResult {
         }
     }
     let ca = Ca::open(&args.dir.dir).await?;
-    let spec = LeafSpec {
-        profile: args.profile.unwrap_or_else(|| Profile::default_for(&ids)),
-        identities: ids,
-        common_name: args.cn.clone(),
-        lifetime: args.lifetime.unwrap_or(ca.settings.default_leaf),
-    };
-    spec.validate()?;
-    let key = args.key_type.generate()?;
-    // Stage both files first: if the store refuses, nothing appears; once
-    // the record is committed, both files go into place.
-    let key_file = files::stage(
-        &key_path,
-        to_pem("PRIVATE KEY", &key.serialize_der()).as_bytes(),
-        PRIVATE,
-    )?;
-    let cert = issue_recorded(&ca, &key.subject_public_key_info(), &spec).await?;
-    let crt_file = files::stage(&crt_path, cert.chain_pem().as_bytes(), PUBLIC)?;
-    key_file.commit()?;
-    crt_file.commit()?;
+    let outcome = async {
+        let spec = LeafSpec {
+            profile: args.profile.unwrap_or_else(|| Profile::default_for(&ids)),
+            identities: ids,
+            common_name: args.cn.clone(),
+            lifetime: args.lifetime.unwrap_or(ca.settings.default_leaf),
+        };
+        spec.validate()?;
+        let key = args.key_type.generate()?;
+        // Stage both files first: if the store refuses, nothing appears; once
+        // the record is committed, both files go into place.
+        let key_file = files::stage(
+            &key_path,
+            to_pem("PRIVATE KEY", &key.serialize_der()).as_bytes(),
+            PRIVATE,
+        )?;
+        let cert = issue_recorded(&ca, &key.subject_public_key_info(), &spec).await?;
+        let crt_file = files::stage(&crt_path, cert.chain_pem().as_bytes(), PUBLIC)?;
+        key_file.commit()?;
+        crt_file.commit()?;
+        anyhow::Ok(cert)
+    }
+    .await;
     ca.store.close().await;
+    let cert = outcome?;
 
     if args.json {
         output::json(&issued_json(&cert, Some(&crt_path), Some(&key_path)))?;
@@ -467,20 +472,25 @@ pub async fn sign(args: SignArgs) -> CmdResult {
     let der = input::load_csr(&args.csr)?;
     let csr = symbolon_pki::check_csr(&der).map_err(|e| anyhow!("{}: {e}", args.csr.display()))?;
     let ca = Ca::open(&args.dir.dir).await?;
-    let spec = LeafSpec {
-        profile: args
-            .profile
-            .unwrap_or_else(|| Profile::default_for(&csr.identities)),
-        identities: csr.identities.clone(),
-        common_name: csr.common_name.clone().filter(|cn| cn.len() <= 64),
-        lifetime: args.lifetime.unwrap_or(ca.settings.default_leaf),
-    };
-    spec.validate()
-        .map_err(|e| anyhow!("{}: {e}", args.csr.display()))?;
-    let cert = issue_recorded(&ca, &csr.spki_der, &spec)
-        .await
-        .map_err(|e| anyhow!("{}: {e:#}", args.csr.display()))?;
+    let outcome = async {
+        let spec = LeafSpec {
+            profile: args
+                .profile
+                .unwrap_or_else(|| Profile::default_for(&csr.identities)),
+            identities: csr.identities.clone(),
+            common_name: csr.common_name.clone().filter(|cn| cn.len() <= 64),
+            lifetime: args.lifetime.unwrap_or(ca.settings.default_leaf),
+        };
+        spec.validate()
+            .map_err(|e| anyhow!("{}: {e}", args.csr.display()))?;
+        let cert = issue_recorded(&ca, &csr.spki_der, &spec)
+            .await
+            .map_err(|e| anyhow!("{}: {e:#}", args.csr.display()))?;
+        anyhow::Ok(cert)
+    }
+    .await;
     ca.store.close().await;
+    let cert = outcome?;
     match &args.out {
         Some(path) => {
             files::write_atomic(path, cert.chain_pem().as_bytes(), PUBLIC)?;
@@ -539,8 +549,9 @@ pub async fn revoke(args: RevokeArgs) -> CmdResult {
     let ca = Ca::open(&args.dir.dir).await?;
     let hex = serial.to_hex();
     let now = OffsetDateTime::now_utc();
-    let outcome = ca.store.revoke(&hex, args.reason.as_str(), now).await?;
+    let outcome = ca.store.revoke(&hex, args.reason.as_str(), now).await;
     ca.store.close().await;
+    let outcome = outcome?;
     match outcome {
         RevokeOutcome::Revoked => {
             println!("Revoked {hex} ({}) at {}", args.reason, symbolon_pki::rfc3339(now));
@@ -579,27 +590,33 @@ pub struct CrlArgs {
 pub async fn crl(args: CrlArgs) -> CmdResult {
     let ca = Ca::open(&args.dir.dir).await?;
     let now = OffsetDateTime::now_utc();
-    let ahead = args.next_update.unwrap_or(ca.settings.crl_next_update);
-    let next = now
-        + time::Duration::try_from(ahead).map_err(|_| anyhow!("--next-update: out of range"))?;
-    let record = ca
-        .store
-        .issue_crl(now, next, |number, revoked| {
-            let entries = revoked
-                .iter()
-                .map(|r| {
-                    Ok(RevokedEntry {
-                        serial: Serial::parse_hex(&r.serial)
-                            .map_err(|e| anyhow!("store holds a bad serial: {e}"))?,
-                        revoked_at: r.revoked_at,
-                        reason: r.reason.parse().unwrap_or(RevocationReason::Unspecified),
+    let outcome = async {
+        let ahead = args.next_update.unwrap_or(ca.settings.crl_next_update);
+        let next = now
+            + time::Duration::try_from(ahead)
+                .map_err(|_| anyhow!("--next-update: out of range"))?;
+        let record = ca
+            .store
+            .issue_crl(now, next, |number, revoked| {
+                let entries = revoked
+                    .iter()
+                    .map(|r| {
+                        Ok(RevokedEntry {
+                            serial: Serial::parse_hex(&r.serial)
+                                .map_err(|e| anyhow!("store holds a bad serial: {e}"))?,
+                            revoked_at: r.revoked_at,
+                            reason: r.reason.parse().unwrap_or(RevocationReason::Unspecified),
+                        })
                     })
-                })
-                .collect::<anyhow::Result<Vec<_>>>()?;
-            Ok::<_, anyhow::Error>(ca.issuer.sign_crl(number, now, next, &entries)?.to_vec())
-        })
-        .await??;
+                    .collect::<anyhow::Result<Vec<_>>>()?;
+                Ok::<_, anyhow::Error>(ca.issuer.sign_crl(number, now, next, &entries)?.to_vec())
+            })
+            .await??;
+        anyhow::Ok(record)
+    }
+    .await;
     ca.store.close().await;
+    let record = outcome?;
     let bytes = if args.der {
         record.der.clone()
     } else {
@@ -663,8 +680,9 @@ pub async fn list(args: ListArgs) -> CmdResult {
         expiring_within: args.expiring_within,
         revoked_only: args.revoked,
     };
-    let records = ca.store.list(&filter, now).await?;
+    let records = ca.store.list(&filter, now).await;
     ca.store.close().await;
+    let records = records?;
     if args.json {
         let items: Vec<ListedJson> = records
             .iter()

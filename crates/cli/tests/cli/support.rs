@@ -13,7 +13,9 @@ pub struct Sandbox {
 
 impl Sandbox {
     pub fn new() -> Sandbox {
-        Sandbox { dir: tempfile::tempdir().unwrap() }
+        Sandbox {
+            dir: tempfile::tempdir().unwrap(),
+        }
     }
 
     pub fn path(&self, rel: &str) -> PathBuf {
@@ -23,7 +25,8 @@ impl Sandbox {
     pub fn cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_symbolon"));
         c.args(args).current_dir(self.dir.path());
-        c.env_remove("SYMBOLON_ROOT_PASSPHRASE").env_remove("SYMBOLON_CA_DIR");
+        c.env_remove("SYMBOLON_ROOT_PASSPHRASE")
+            .env_remove("SYMBOLON_CA_DIR");
         c
     }
 
@@ -41,7 +44,18 @@ impl Sandbox {
     /// `ca init` of a test CA in `ca/` with an encrypted root key.
     pub fn init_ca(&self, extra: &[&str]) -> Run {
         std::fs::write(self.path("pass.txt"), format!("{PASSPHRASE}\n")).unwrap();
-        let mut args = vec!["ca", "init", "--dir", "ca", "--name", "Test", "--trust-domain", "example.org", "--root-passphrase-file", "pass.txt"];
+        let mut args = vec![
+            "ca",
+            "init",
+            "--dir",
+            "ca",
+            "--name",
+            "Test",
+            "--trust-domain",
+            "example.org",
+            "--root-passphrase-file",
+            "pass.txt",
+        ];
         args.extend_from_slice(extra);
         self.ok(&args)
     }
@@ -85,7 +99,8 @@ impl Run {
     }
 
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("not JSON ({e}):\n{}", self.all()))
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("not JSON ({e}):\n{}", self.all()))
     }
 }
 
@@ -94,11 +109,15 @@ impl Run {
 /// missing tool fails the test, so CI cannot pass by skipping.
 pub fn tool(name: &str) -> Option<PathBuf> {
     let found = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths).map(|d| d.join(name)).find(|p| p.is_file())
+        std::env::split_paths(&paths)
+            .map(|d| d.join(name))
+            .find(|p| p.is_file())
     });
     if found.is_none() {
         if std::env::var("SYMBOLON_REQUIRE_ALL").is_ok_and(|v| v == "1") {
-            panic!("required tool `{name}` is not installed (SYMBOLON_REQUIRE_ALL=1); run .ci/run or install it");
+            panic!(
+                "required tool `{name}` is not installed (SYMBOLON_REQUIRE_ALL=1); run .ci/run or install it"
+            );
         }
         eprintln!("SKIPPED: `{name}` is not installed");
     }
@@ -107,9 +126,17 @@ pub fn tool(name: &str) -> Option<PathBuf> {
 
 /// Runs an external tool in the sandbox and returns (exit code, stdout+stderr).
 pub fn run_tool(sb: &Sandbox, tool: &Path, args: &[&str]) -> (i32, String) {
-    let o = Command::new(tool).args(args).current_dir(sb.dir.path()).output().unwrap();
+    let o = Command::new(tool)
+        .args(args)
+        .current_dir(sb.dir.path())
+        .output()
+        .unwrap();
     (
         o.status.code().unwrap_or(-1),
-        format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr)),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        ),
     )
 }
