@@ -7,10 +7,16 @@
 mod duration;
 mod identity;
 mod namespace;
+mod path;
+mod peer;
+pub mod policy;
 mod reason;
 
 // === the public interface ===
 pub use duration::{DurationError, format_delta, format_duration, parse_duration};
 pub use identity::{Identity, IdentityError, SpiffeId, dns_name_matches};
 pub use namespace::{IpNet, Namespace, NamespaceError};
+pub use path::{PathError, SegmentGlob, normalize_path};
+pub use peer::PeerCert;
+pub use policy::{Decision, Policy, PolicyConfig, RequestFacts};
 pub use reason::Reason;
