@@ -106,10 +106,11 @@ impl CaConfig {
             symbolon_core::Identity::dns(name)
                 .map_err(|e| anyhow::anyhow!("{f}: names.dns: {e}"))?;
         }
-        if let Some(url) = &self.public_url {
-            if !url.starts_with("https://") && !url.starts_with("http://") {
-                bail!("{f}: public_url: {url:?} must start with https:// (or http://)");
-            }
+        if let Some(url) = &self.public_url
+            && !url.starts_with("https://")
+            && !url.starts_with("http://")
+        {
+            bail!("{f}: public_url: {url:?} must start with https:// (or http://)");
         }
         Ok(Settings {
             raw: self,

@@ -33,6 +33,9 @@ impl ZoneResolver for FixedZone {
     }
 }
 
+/// Looks up a zone name that is not a fixed offset.
+pub type ZoneLookup = dyn Fn(&str) -> Result<Arc<dyn ZoneResolver>, String>;
+
 // === configuration (as written in TOML) ===
 
 #[derive(Clone, Debug, Default, serde::Deserialize)]
@@ -230,10 +233,7 @@ pub fn fixed_offset(name: &str) -> Option<UtcOffset> {
 impl Policy {
     /// Validates and compiles rules. `zones` resolves time-zone names that
     /// are not fixed offsets (e.g. IANA names).
-    pub fn compile(
-        cfg: &PolicyConfig,
-        zones: &dyn Fn(&str) -> Result<Arc<dyn ZoneResolver>, String>,
-    ) -> Result<Policy, PolicyError> {
+    pub fn compile(cfg: &PolicyConfig, zones: &ZoneLookup) -> Result<Policy, PolicyError> {
         let mut rules = Vec::with_capacity(cfg.rule.len());
         let mut names = std::collections::HashSet::new();
         for (index, r) in cfg.rule.iter().enumerate() {

@@ -26,7 +26,7 @@ fn refuse(m: impl Into<String>) -> PkiError {
 
 pub fn check_csr(der: &[u8]) -> Result<CheckedCsr, PkiError> {
     let csr = match X509CertificationRequest::from_der(der) {
-        Ok((rest, csr)) if rest.is_empty() => csr,
+        Ok(([], csr)) => csr,
         Ok(_) => return Err(refuse("the CSR has trailing data after it")),
         Err(_) => return Err(refuse("the CSR is not a valid PKCS#10 request")),
     };

@@ -8,10 +8,12 @@ use symbolon_core::NamespaceError;
 pub enum PkiError {
     #[error("{}: file not found", path.display())]
     NotFound { path: PathBuf },
-    #[error("{}: {source}", path.display())]
+    // The I/O error is part of the message and deliberately not a
+    // `#[source]`, so `{:#}` chains do not print it twice.
+    #[error("{}: {error}", path.display())]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The file exists but does not hold what it should.
     #[error("{}: {problem}", path.display())]

@@ -44,7 +44,7 @@ pub fn read_file(path: &Path) -> Result<Vec<u8>, PkiError> {
         },
         _ => PkiError::Io {
             path: path.to_path_buf(),
-            source,
+            error: source,
         },
     })
 }
@@ -128,7 +128,7 @@ pub fn load_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, Pk
     let ders = objects_of(path, ObjectKind::Certificate)?;
     for (i, der) in ders.iter().enumerate() {
         match x509_parser::parse_x509_certificate(der) {
-            Ok((rest, _)) if rest.is_empty() => {}
+            Ok(([], _)) => {}
             _ => {
                 return Err(PkiError::bad_input(
                     path,

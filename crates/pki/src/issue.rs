@@ -105,10 +105,10 @@ impl LeafSpec {
                 "a SPIFFE X.509-SVID carries exactly one URI SAN; drop the other URIs".into(),
             );
         }
-        if let Some(cn) = &self.common_name {
-            if cn.is_empty() || cn.len() > 64 || cn.chars().any(|c| c.is_control()) {
-                return refuse("the common name must be 1 to 64 printable characters".into());
-            }
+        if let Some(cn) = &self.common_name
+            && (cn.is_empty() || cn.len() > 64 || cn.chars().any(|c| c.is_control()))
+        {
+            return refuse("the common name must be 1 to 64 printable characters".into());
         }
         if self.lifetime < Duration::from_secs(60) {
             return refuse("the lifetime must be at least 1m".into());

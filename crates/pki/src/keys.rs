@@ -123,7 +123,7 @@ pub fn key_info(spki: &SubjectPublicKeyInfo<'_>) -> (KeyInfo, Result<(), String>
                 Err(format!(
                     "RSA key of {bits} bits is too weak; use at least 2048 bits"
                 ))
-            } else if bits % 8 != 0 {
+            } else if !bits.is_multiple_of(8) {
                 Err(format!("RSA key of {bits} bits is not a multiple of 8"))
             } else {
                 Ok(())
@@ -325,6 +325,7 @@ pub fn decrypt_pkcs8(encrypted: &[u8], passphrase: &[u8]) -> Result<Vec<u8>, Pki
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rcgen::PublicKeyData;
 
     #[test]
     fn encrypted_pkcs8_round_trips_and_refuses_wrong_passphrase() {

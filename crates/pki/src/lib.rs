@@ -64,3 +64,9 @@ pub fn certificate_serial(der: &[u8]) -> Option<Serial> {
     let (_, x) = x509_parser::parse_x509_certificate(der).ok()?;
     Some(Serial::from_be_bytes(x.raw_serial()))
 }
+
+/// The DER of a certificate's subject Name (the whole SEQUENCE).
+pub fn subject_der(der: &[u8]) -> Option<Vec<u8>> {
+    let (_, x) = x509_parser::parse_x509_certificate(der).ok()?;
+    Some(x.subject().as_raw().to_vec())
+}

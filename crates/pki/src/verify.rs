@@ -21,7 +21,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, UnixTime};
-use symbolon_core::{Reason, dns_name_matches, format_delta};
+use symbolon_core::{PeerCert, Reason, dns_name_matches, format_delta};
 use time::OffsetDateTime;
 use webpki::{
     ExtendedKeyUsageValidator, KeyPurposeIdIter, KeyUsage, OwnedCertRevocationList,
@@ -90,11 +90,13 @@ impl fmt::Display for CertRef {
 
 /// A path that passed every check. Only [`verify`] can build one.
 #[derive(Clone, Debug, serde::Serialize)]
+#[non_exhaustive]
 pub struct VerifiedPath {
     /// Leaf first, trust anchor last.
     pub path: Vec<CertRef>,
+    /// What the verified leaf says about its holder, for policy and XFCC.
     #[serde(skip)]
-    _proof: (),
+    pub peer: PeerCert,
 }
 
 /// Why a path was refused: a stable code, a sentence, and what to do.
@@ -104,7 +106,7 @@ pub struct VerifyError {
     pub reason: Reason,
     pub message: String,
     pub hint: String,
-    pub certificate: Option<CertRef>,
+    pub certificate: Option<Box<CertRef>>,
 }
 
 fn fail(reason: Reason, cert: Option<CertRef>, message: String, hint: &str) -> VerifyError {
@@ -112,7 +114,7 @@ fn fail(reason: Reason, cert: Option<CertRef>, message: String, hint: &str) -> V
         reason,
         message,
         hint: hint.to_string(),
-        certificate: cert,
+        certificate: cert.map(Box::new),
     }
 }
 
@@ -135,7 +137,7 @@ fn cert_ref(role: &'static str, x: &X509Certificate<'_>) -> CertRef {
 
 fn parse<'a>(der: &'a [u8], what: &str) -> Result<X509Certificate<'a>, VerifyError> {
     match x509_parser::parse_x509_certificate(der) {
-        Ok((rest, x)) if rest.is_empty() => Ok(x),
+        Ok(([], x)) => Ok(x),
         _ => Err(fail(
             Reason::Malformed,
             None,
@@ -358,7 +360,8 @@ fn check_name(
         .iter_common_name()
         .any(|cn| match (cn.as_str(), name) {
             (Ok(cn), ExpectedName::Dns(r)) => dns_name_matches(cn, r),
-            (Ok(cn), other) => cn == other.to_string().split_once(' ').map(|p| p.1).unwrap_or(""),
+            (Ok(cn), ExpectedName::Ip(ip)) => cn.parse::<IpAddr>().is_ok_and(|c| c == *ip),
+            (Ok(cn), ExpectedName::Uri(u)) => cn == u,
             _ => false,
         });
     let message = if in_cn {
@@ -538,25 +541,24 @@ pub fn verify(
         )
         .collect();
     for (i, der) in opts.crls.iter().enumerate() {
-        if let Ok((_, crl)) = x509_parser::parse_x509_crl(der) {
-            if !path_issuers.contains(&crl.issuer().as_raw()) {
-                return Err(fail(
-                    Reason::CrlWrongIssuer,
-                    None,
-                    format!(
-                        "CRL #{} was issued by {}, which issued no certificate on this path",
-                        i + 1,
-                        crl.issuer()
-                    ),
-                    "pass the CRL of the CA that issued the certificate",
-                ));
-            }
+        if let Ok((_, crl)) = x509_parser::parse_x509_crl(der)
+            && !path_issuers.contains(&crl.issuer().as_raw())
+        {
+            return Err(fail(
+                Reason::CrlWrongIssuer,
+                None,
+                format!(
+                    "CRL #{} was issued by {}, which issued no certificate on this path",
+                    i + 1,
+                    crl.issuer()
+                ),
+                "pass the CRL of the CA that issued the certificate",
+            ));
         }
     }
-    Ok(VerifiedPath {
-        path: out,
-        _proof: (),
-    })
+    let issuer_sha256 = out.get(1).map(|c| c.sha256.clone()).unwrap_or_default();
+    let peer = peer_cert(&leaf_x, issuer_sha256);
+    Ok(VerifiedPath { path: out, peer })
 }
 
 /// Maps a webpki failure to a reason, naming the certificate where we can.
@@ -573,11 +575,30 @@ fn explain(
     use webpki::Error as E;
     // Issuers that could be on the path; their own faults explain the
     // signature and algorithm errors webpki reports without naming anyone.
+    // Only certificates that could be on a path from this leaf (reachable
+    // by issuer/subject names) may be blamed: an unrelated expired root in
+    // a rotation bundle must not be named for a forged leaf.
+    let mut names: Vec<&[u8]> = vec![leaf.issuer().as_raw()];
+    let all: Vec<(&X509Certificate<'_>, &'static str)> = inters
+        .iter()
+        .map(|x| (x, "intermediate"))
+        .chain(anchors.iter().map(|x| (x, "trust anchor")))
+        .collect();
+    loop {
+        let before = names.len();
+        for (x, _) in &all {
+            if names.contains(&x.subject().as_raw()) && !names.contains(&x.issuer().as_raw()) {
+                names.push(x.issuer().as_raw());
+            }
+        }
+        if names.len() == before {
+            break;
+        }
+    }
     let candidates = || {
-        inters
-            .iter()
-            .map(|x| (x, "intermediate"))
-            .chain(anchors.iter().map(|x| (x, "trust anchor")))
+        all.iter()
+            .copied()
+            .filter(|(x, _)| names.contains(&x.subject().as_raw()))
     };
     let any_issuer_fault = || {
         candidates().find_map(|(x, role)| {
@@ -669,4 +690,52 @@ fn revoked(
         "a certificate on the path is revoked".into(),
         "issue a new certificate",
     )
+}
+
+/// The facts policy matches on, read from a leaf's SANs and subject.
+fn peer_cert(x: &X509Certificate<'_>, issuer_sha256: String) -> PeerCert {
+    let mut p = PeerCert {
+        spiffe_id: None,
+        dns: Vec::new(),
+        uris: Vec::new(),
+        ips: Vec::new(),
+        cn: Vec::new(),
+        o: Vec::new(),
+        ou: Vec::new(),
+        subject: x.subject().to_string(),
+        issuer: x.issuer().to_string(),
+        serial: crate::Serial::from_be_bytes(x.raw_serial()).to_hex(),
+        sha256: sha256_hex(x.as_raw()),
+        issuer_sha256,
+        spki_sha256: crate::spki_pin(x.public_key().raw),
+        not_before: x.validity().not_before.to_datetime(),
+        not_after: x.validity().not_after.to_datetime(),
+    };
+    if let Ok(Some(san)) = x.subject_alternative_name() {
+        for g in &san.value.general_names {
+            match g {
+                GeneralName::DNSName(d) => p.dns.push(d.to_ascii_lowercase()),
+                GeneralName::URI(u) => {
+                    if u.starts_with("spiffe://") && p.spiffe_id.is_none() {
+                        p.spiffe_id = Some(u.to_string());
+                    }
+                    p.uris.push(u.to_string());
+                }
+                GeneralName::IPAddress(_) => p.ips.push(
+                    crate::inspect::general_name(g)
+                        .trim_start_matches("IP:")
+                        .to_string(),
+                ),
+                _ => {}
+            }
+        }
+    }
+    let attrs = |it: &mut dyn Iterator<Item = &x509_parser::x509::AttributeTypeAndValue<'_>>| {
+        it.filter_map(|a| a.as_str().ok().map(str::to_string))
+            .collect::<Vec<_>>()
+    };
+    p.cn = attrs(&mut x.subject().iter_common_name());
+    p.o = attrs(&mut x.subject().iter_organization());
+    p.ou = attrs(&mut x.subject().iter_organizational_unit());
+    p
 }

@@ -83,7 +83,7 @@ fn root_passphrase(args: &InitArgs) -> anyhow::Result<Option<Vec<u8>>> {
             "the root key must be encrypted: give --root-passphrase-file FILE or set SYMBOLON_ROOT_PASSPHRASE (or --insecure-plaintext-root-key for a throw-away CA)"
         );
     };
-    if pw.len() < MIN_PASSPHRASE {
+    if String::from_utf8_lossy(&pw).chars().count() < MIN_PASSPHRASE {
         bail!(
             "{source}: the root passphrase is shorter than {MIN_PASSPHRASE} characters; use a longer one"
         );
@@ -285,13 +285,35 @@ fn check_request(ca: &Ca, spec: &LeafSpec) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Signs, records durably, and only then lets the caller hand files out.
-async fn issue_recorded(ca: &Ca, spki: &[u8], spec: &LeafSpec) -> anyhow::Result<IssuedCert> {
+/// Signs in memory; nothing is handed out until [`record`] succeeds.
+fn sign_leaf(ca: &Ca, spki: &[u8], spec: &LeafSpec) -> anyhow::Result<IssuedCert> {
     check_request(ca, spec)?;
-    let now = OffsetDateTime::now_utc();
-    let cert = ca.issuer.issue(spki, spec, now)?;
-    ca.store.record_issued(&record_of(ca, &cert, now)).await?;
-    Ok(cert)
+    Ok(ca.issuer.issue(spki, spec, OffsetDateTime::now_utc())?)
+}
+
+/// Records a signed certificate durably (returns after the commit).
+async fn record(ca: &Ca, cert: &IssuedCert) -> anyhow::Result<()> {
+    ca.store
+        .record_issued(&record_of(ca, cert, OffsetDateTime::now_utc()))
+        .await?;
+    Ok(())
+}
+
+/// Refuses an output path whose directory is missing or that exists
+/// (unless `force`), before anything is signed or recorded.
+fn check_out_path(path: &Path, force: bool) -> anyhow::Result<()> {
+    if !force && path.exists() {
+        bail!(
+            "{}: already exists; choose another --out or pass --force to replace it",
+            path.display()
+        );
+    }
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty())
+        && !parent.is_dir()
+    {
+        bail!("{}: no such directory for --out", parent.display());
+    }
+    Ok(())
 }
 
 #[derive(Debug, Args)]
@@ -382,20 +404,8 @@ pub async fn issue(args: IssueArgs) -> CmdResult {
     let ids = identities(&args)?;
     let crt_path = with_suffix(&args.out, ".crt");
     let key_path = with_suffix(&args.out, ".key");
-    if !args.force {
-        for p in [&crt_path, &key_path] {
-            if p.exists() {
-                fail!(
-                    "{}: already exists; choose another --out or pass --force to replace it",
-                    p.display()
-                );
-            }
-        }
-    }
-    if let Some(parent) = crt_path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        if !parent.is_dir() {
-            fail!("{}: no such directory for --out", parent.display());
-        }
+    for p in [&crt_path, &key_path] {
+        check_out_path(p, args.force)?;
     }
     let ca = Ca::open(&args.dir.dir).await?;
     let outcome = async {
@@ -414,8 +424,9 @@ pub async fn issue(args: IssueArgs) -> CmdResult {
             to_pem("PRIVATE KEY", &key.serialize_der()).as_bytes(),
             PRIVATE,
         )?;
-        let cert = issue_recorded(&ca, &key.subject_public_key_info(), &spec).await?;
+        let cert = sign_leaf(&ca, &key.subject_public_key_info(), &spec)?;
         let crt_file = files::stage(&crt_path, cert.chain_pem().as_bytes(), PUBLIC)?;
+        record(&ca, &cert).await?;
         key_file.commit()?;
         crt_file.commit()?;
         anyhow::Ok(cert)
@@ -464,11 +475,17 @@ pub struct SignArgs {
     /// Write the chain (leaf + intermediate) here; default: standard output.
     #[arg(long, value_name = "FILE")]
     out: Option<PathBuf>,
+    /// Replace an existing --out file.
+    #[arg(long)]
+    force: bool,
     #[arg(long)]
     json: bool,
 }
 
 pub async fn sign(args: SignArgs) -> CmdResult {
+    if let Some(out) = &args.out {
+        check_out_path(out, args.force)?;
+    }
     let der = input::load_csr(&args.csr)?;
     let csr = symbolon_pki::check_csr(&der).map_err(|e| anyhow!("{}: {e}", args.csr.display()))?;
     let ca = Ca::open(&args.dir.dir).await?;
@@ -483,9 +500,20 @@ pub async fn sign(args: SignArgs) -> CmdResult {
         };
         spec.validate()
             .map_err(|e| anyhow!("{}: {e}", args.csr.display()))?;
-        let cert = issue_recorded(&ca, &csr.spki_der, &spec)
+        let cert = sign_leaf(&ca, &csr.spki_der, &spec)
+            .map_err(|e| anyhow!("{}: {e:#}", args.csr.display()))?;
+        // Stage the output before recording, so a write failure records
+        // nothing; once recorded, the file goes into place.
+        let staged = match &args.out {
+            Some(path) => Some(files::stage(path, cert.chain_pem().as_bytes(), PUBLIC)?),
+            None => None,
+        };
+        record(&ca, &cert)
             .await
             .map_err(|e| anyhow!("{}: {e:#}", args.csr.display()))?;
+        if let Some(f) = staged {
+            f.commit()?;
+        }
         anyhow::Ok(cert)
     }
     .await;
@@ -493,7 +521,6 @@ pub async fn sign(args: SignArgs) -> CmdResult {
     let cert = outcome?;
     match &args.out {
         Some(path) => {
-            files::write_atomic(path, cert.chain_pem().as_bytes(), PUBLIC)?;
             if args.json {
                 output::json(&issued_json(&cert, Some(path), None))?;
             } else {

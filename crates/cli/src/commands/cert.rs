@@ -24,7 +24,7 @@ pub struct InspectArgs {
 #[derive(serde::Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 enum Described {
-    Certificate(CertSummary),
+    Certificate(Box<CertSummary>),
     Csr(CsrSummary),
     Crl(CrlSummary),
 }
@@ -38,10 +38,10 @@ pub fn inspect(args: InspectArgs) -> CmdResult {
     for (i, obj) in objects.iter().enumerate() {
         let n = i + 1;
         let d = match obj.kind {
-            ObjectKind::Certificate => Described::Certificate(
+            ObjectKind::Certificate => Described::Certificate(Box::new(
                 symbolon_pki::describe_certificate(&obj.der, now)
                     .ok_or_else(|| anyhow!("{f}: certificate #{n} is not valid DER X.509"))?,
-            ),
+            )),
             ObjectKind::Csr => Described::Csr(
                 symbolon_pki::describe_csr(&obj.der)
                     .ok_or_else(|| anyhow!("{f}: CSR #{n} is not a valid PKCS#10 request"))?,
@@ -100,7 +100,14 @@ fn print_cert(c: &CertSummary) {
         "Certificate"
     };
     println!("{kind}");
-    row("subject", &c.subject);
+    row(
+        "subject",
+        if c.subject.is_empty() {
+            "(empty: the identity is in the SANs)"
+        } else {
+            &c.subject
+        },
+    );
     row("issuer", &c.issuer);
     row("serial", &c.serial);
     row("not before", &c.not_before);
@@ -320,7 +327,7 @@ pub fn verify(args: VerifyArgs) -> CmdResult {
                     reason: Some(e.reason.as_str()),
                     message: Some(&e.message),
                     hint: Some(&e.hint),
-                    certificate: e.certificate.as_ref(),
+                    certificate: e.certificate.as_deref(),
                 })?;
             } else {
                 println!("{}: {}; {}", e.reason, e.message, e.hint);

@@ -2,6 +2,7 @@
 
 mod ca;
 mod cert;
+mod gateway;
 
 use std::path::PathBuf;
 
@@ -25,6 +26,17 @@ enum Command {
     /// Inspect and verify certificates, CSRs and CRLs.
     #[command(subcommand)]
     Cert(CertCommand),
+    /// Run the mTLS gateway (server or client mode, from its config file).
+    Gateway(gateway::GatewayArgs),
+    /// Ask a gateway's policy what it decides for a certificate.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Print the decision for a client certificate (and path/method) and the rule that made it.
+    Check(gateway::PolicyCheckArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -73,5 +85,7 @@ pub async fn run(cli: Cli) -> CmdResult {
             CertCommand::Inspect(a) => cert::inspect(a),
             CertCommand::Verify(a) => cert::verify(a),
         },
+        Command::Gateway(a) => gateway::run(a).await,
+        Command::Policy(PolicyCommand::Check(a)) => gateway::policy_check(a),
     }
 }

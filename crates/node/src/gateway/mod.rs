@@ -1,0 +1,113 @@
+//! `symbolon gateway`: wiring of configuration, live state, listeners and
+//! the metrics endpoint.
+
+pub mod client;
+pub mod config;
+pub mod http;
+pub mod identity;
+mod metrics;
+pub mod server;
+pub mod state;
+pub mod tcp;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper_util::rt::TokioIo;
+pub use metrics::Metrics;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use config::{Loaded, Role};
+
+/// How often watched files are compared for a reload.
+const RELOAD_POLL: Duration = Duration::from_millis(500);
+
+/// Runs the gateway until the process is stopped. The configuration was
+/// validated by `config::load`; credentials are loaded here, before any
+/// port is bound, so a bad certificate fails the start, not the first
+/// connection.
+pub async fn run(cfg: Loaded) -> Result<(), String> {
+    let metrics = Arc::new(Metrics::default());
+    match cfg.role.clone() {
+        Role::Server(settings) => {
+            let sessions = symbolon_tls::SessionState::new().map_err(|e| e.to_string())?;
+            let live = state::build(&cfg, &sessions, 1, &metrics)?;
+            let listener = bind(settings.listen, "server.listen").await?;
+            start_metrics(&cfg, metrics.clone()).await?;
+            let (tx, rx) = watch::channel(Arc::new(live));
+            tracing::info!(listen = %settings.listen, upstream = %cfg.upstream, mode = if settings.permissive { "permissive" } else { "strict" }, "gateway listening");
+            let shared = Arc::new(server::Shared {
+                upstream: http::Upstream::new(cfg.upstream),
+                cfg: cfg.clone(),
+                settings,
+                live: rx,
+                metrics: metrics.clone(),
+            });
+            tokio::spawn(state::reload_loop(cfg, tx, sessions, metrics, RELOAD_POLL));
+            server::serve(listener, shared).await;
+        }
+        Role::Client(settings) => {
+            let cert = symbolon_tls::load_certified_key(&settings.cert, &settings.key)
+                .map_err(|e| e.to_string())?;
+            let trust =
+                symbolon_tls::TrustBundle::load(&settings.trust).map_err(|e| e.to_string())?;
+            let tls =
+                symbolon_tls::ClientTls::new(cert, Arc::new(trust), settings.identity.clone())
+                    .map_err(|e| e.to_string())?;
+            let listener = bind(settings.listen, "client.listen").await?;
+            start_metrics(&cfg, metrics.clone()).await?;
+            tracing::info!(listen = %settings.listen, upstream = %cfg.upstream, "gateway client mode listening");
+            client::serve(listener, cfg, settings, tls, metrics).await;
+        }
+    }
+    Ok(())
+}
+
+async fn bind(addr: std::net::SocketAddr, key: &str) -> Result<TcpListener, String> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("{key}: cannot listen on {addr}: {e}"))
+}
+
+async fn start_metrics(cfg: &Loaded, metrics: Arc<Metrics>) -> Result<(), String> {
+    let Some(addr) = cfg.metrics else {
+        return Ok(());
+    };
+    let listener = bind(addr, "metrics.listen").await?;
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                continue;
+            };
+            let metrics = metrics.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(
+                    move |req: hyper::Request<hyper::body::Incoming>| {
+                        let metrics = metrics.clone();
+                        async move {
+                            if req.uri().path() == "/metrics" {
+                                hyper::Response::builder()
+                                    .header(
+                                        "content-type",
+                                        "text/plain; version=0.0.4; charset=utf-8",
+                                    )
+                                    .body(Full::new(Bytes::from(metrics.render())))
+                            } else {
+                                hyper::Response::builder().status(404).body(Full::new(
+                                    Bytes::from_static(b"not found; try /metrics\n"),
+                                ))
+                            }
+                        }
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(tcp), svc)
+                    .await;
+            });
+        }
+    });
+    Ok(())
+}

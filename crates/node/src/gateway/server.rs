@@ -1,0 +1,252 @@
+//! Server mode: accept, handshake (with a deadline), authenticate, then hand
+//! the connection to the HTTP or TCP forwarder. Every refusal is logged on
+//! one line with its reason code, and counted.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use rustls::HandshakeKind;
+use symbolon_core::{PeerCert, Reason};
+use symbolon_pki::{CertRef, VerifyError};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, watch};
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
+
+use super::config::{Loaded, Protocol, ServerSettings};
+use super::state::Live;
+use super::{Metrics, http, tcp};
+
+/// What the forwarders need for one connection.
+#[derive(Debug)]
+pub struct ConnContext {
+    pub remote: SocketAddr,
+    pub local: SocketAddr,
+    pub peer: Option<PeerCert>,
+    pub tls_version: &'static str,
+    /// When the connection must end: the configured maximum lifetime, and
+    /// never after the client certificate expires.
+    pub deadline: Option<tokio::time::Instant>,
+}
+
+#[derive(Debug)]
+pub struct Shared {
+    pub cfg: Loaded,
+    pub settings: ServerSettings,
+    pub live: watch::Receiver<Arc<Live>>,
+    pub metrics: Arc<Metrics>,
+    pub upstream: http::Upstream,
+}
+
+fn cert_fields(c: &CertRef) -> String {
+    format!(
+        "subject={:?} serial={} not_after={}",
+        c.subject, c.serial, c.not_after
+    )
+}
+
+/// Logs and counts a refused handshake.
+fn refuse(
+    shared: &Shared,
+    remote: SocketAddr,
+    reason: Reason,
+    detail: &str,
+    cert: Option<&CertRef>,
+    issuer: Option<&str>,
+) {
+    shared.metrics.inc(
+        "symbolon_gateway_handshakes_total",
+        &[("result", "error"), ("reason", reason.as_str())],
+    );
+    match cert {
+        Some(c) => tracing::warn!(
+            reason = reason.as_str(),
+            remote = %remote,
+            "handshake refused: {detail} [{} issuer={:?}]",
+            cert_fields(c),
+            issuer.unwrap_or("")
+        ),
+        None => {
+            tracing::warn!(reason = reason.as_str(), remote = %remote, "handshake refused: {detail}")
+        }
+    }
+}
+
+pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
+    let limit = Arc::new(Semaphore::new(shared.settings.max_connections));
+    loop {
+        let (tcp, remote) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                // Out of file descriptors and similar: back off briefly
+                // rather than spin.
+                tracing::error!("accept failed: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = limit.clone().try_acquire_owned() else {
+            shared.metrics.inc(
+                "symbolon_gateway_connections_refused_total",
+                &[("reason", "max_connections")],
+            );
+            tracing::warn!(remote = %remote, reason = "max_connections", "connection refused: server.max_connections ({}) reached", shared.settings.max_connections);
+            drop(tcp);
+            continue;
+        };
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            shared
+                .metrics
+                .gauge_add("symbolon_gateway_active_connections", &[], 1.0);
+            handle(tcp, remote, &shared).await;
+            shared
+                .metrics
+                .gauge_add("symbolon_gateway_active_connections", &[], -1.0);
+            drop(permit);
+        });
+    }
+}
+
+async fn handle(tcp: TcpStream, remote: SocketAddr, shared: &Arc<Shared>) {
+    let started = Instant::now();
+    let _ = tcp.set_nodelay(true);
+    let local = tcp.local_addr().unwrap_or(remote);
+    let live = shared.live.borrow().clone();
+    let (config, outcome) = match live.tls.for_connection() {
+        Ok(x) => x,
+        Err(e) => {
+            tracing::error!("cannot build the TLS configuration: {e}");
+            return;
+        }
+    };
+    let accepted = tokio::time::timeout(
+        shared.settings.handshake_timeout,
+        TlsAcceptor::from(config).accept(tcp),
+    )
+    .await;
+    let recorded = outcome.lock().ok().and_then(|mut s| s.take());
+    let stream: TlsStream<TcpStream> = match accepted {
+        Err(_) => {
+            refuse(
+                shared,
+                remote,
+                Reason::HandshakeTimeout,
+                &format!(
+                    "no complete handshake within {:?}",
+                    shared.settings.handshake_timeout
+                ),
+                None,
+                None,
+            );
+            return;
+        }
+        Ok(Err(io)) => {
+            if let Some(Err(ve)) = &recorded {
+                refuse(
+                    shared,
+                    remote,
+                    ve.reason,
+                    &ve.message,
+                    ve.certificate.as_deref(),
+                    None,
+                );
+            } else {
+                let tls_err = io.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>());
+                let reason = tls_err
+                    .map(symbolon_tls::reason_for)
+                    .unwrap_or(Reason::Malformed);
+                let detail = match reason {
+                    Reason::NoClientCert => {
+                        "no client certificate presented (server.mode = \"strict\")".to_string()
+                    }
+                    _ => format!("TLS error: {io}"),
+                };
+                refuse(shared, remote, reason, &detail, None, None);
+            }
+            return;
+        }
+        Ok(Ok(s)) => s,
+    };
+    let (_, conn) = stream.get_ref();
+    let resumed = conn.handshake_kind() == Some(HandshakeKind::Resumed);
+    let tls_version = match conn.protocol_version() {
+        Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3",
+        Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
+        _ => "TLS",
+    };
+    // A resumed session skipped the verifier: verify again against the
+    // trust bundle in force now, so a reload (or revocation) is never
+    // bypassed by resumption.
+    let peer = match recorded {
+        Some(Ok(path)) => Some(path.peer),
+        Some(Err(ve)) => {
+            refuse(
+                shared,
+                remote,
+                ve.reason,
+                &ve.message,
+                ve.certificate.as_deref(),
+                None,
+            );
+            return;
+        }
+        None => match conn.peer_certificates() {
+            Some(chain) if !chain.is_empty() => match shared.live.borrow().tls.reverify(chain) {
+                Ok(path) => Some(path.peer),
+                Err(VerifyError {
+                    reason,
+                    message,
+                    certificate,
+                    ..
+                }) => {
+                    refuse(
+                        shared,
+                        remote,
+                        reason,
+                        &format!("resumed session no longer valid: {message}"),
+                        certificate.as_deref(),
+                        None,
+                    );
+                    return;
+                }
+            },
+            _ => None,
+        },
+    };
+    shared.metrics.inc(
+        "symbolon_gateway_handshakes_total",
+        &[
+            ("result", "ok"),
+            ("reason", if resumed { "resumed" } else { "full" }),
+        ],
+    );
+    shared.metrics.observe(
+        "symbolon_gateway_handshake_duration_seconds",
+        &[],
+        started.elapsed().as_secs_f64(),
+    );
+
+    let now = time::OffsetDateTime::now_utc();
+    let mut deadline = shared
+        .settings
+        .max_connection_lifetime
+        .map(|d| tokio::time::Instant::now() + d);
+    if let Some(p) = &peer {
+        let left = (p.not_after - now).whole_milliseconds().max(0) as u64;
+        let cert_end = tokio::time::Instant::now() + std::time::Duration::from_millis(left);
+        deadline = Some(deadline.map_or(cert_end, |d| d.min(cert_end)));
+    }
+    let ctx = ConnContext {
+        remote,
+        local,
+        peer,
+        tls_version,
+        deadline,
+    };
+    match shared.cfg.protocol {
+        Protocol::Http => http::serve_connection(stream, ctx, shared.clone()).await,
+        Protocol::Tcp => tcp::forward(stream, ctx, shared.clone()).await,
+    }
+}

@@ -1,0 +1,144 @@
+//! Client side (gateway client mode): originate mTLS with our own
+//! certificate and verify the server's identity with the pki verifier.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::WebPkiSupportedAlgorithms;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::sign::CertifiedKey;
+use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
+use symbolon_pki::{ExpectedName, Purpose, VerifyOptions};
+use time::OffsetDateTime;
+
+use crate::{TlsError, TrustBundle};
+
+/// Who the upstream server must be. At least one is required: a server
+/// that merely chains to the CA is not enough.
+#[derive(Clone, Debug, Default)]
+pub struct ServerIdentity {
+    pub spiffe_id: Option<String>,
+    pub dns: Option<String>,
+    /// base64 SHA-256 of the server's SubjectPublicKeyInfo.
+    pub spki_sha256: Option<String>,
+}
+
+#[derive(Debug)]
+struct IdentityVerifier {
+    trust: Arc<TrustBundle>,
+    identity: ServerIdentity,
+    algs: WebPkiSupportedAlgorithms,
+}
+
+impl ServerCertVerifier for IdentityVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let at = OffsetDateTime::UNIX_EPOCH + Duration::from_secs(now.as_secs());
+        let name = match (&self.identity.spiffe_id, &self.identity.dns) {
+            (Some(id), _) => Some(ExpectedName::Uri(id.clone())),
+            (None, Some(d)) => Some(ExpectedName::Dns(d.clone())),
+            _ => None,
+        };
+        let opts = VerifyOptions {
+            trust: &self.trust.certs,
+            intermediates,
+            crls: &[],
+            at,
+            purpose: Purpose::Server,
+            name,
+            max_intermediates: 4,
+        };
+        let verified = symbolon_pki::verify(end_entity, &opts).map_err(|e| {
+            tracing::warn!(reason = %e.reason, "upstream certificate refused: {}", e.message);
+            rustls::Error::InvalidCertificate(crate::certificate_error(e.reason))
+        })?;
+        if let Some(pin) = &self.identity.spki_sha256
+            && verified.peer.spki_sha256 != pin.trim_start_matches("sha256//")
+        {
+            tracing::warn!(
+                reason = "name_mismatch",
+                "upstream key pin sha256//{} is not the configured sha256//{}",
+                verified.peer.spki_sha256,
+                pin.trim_start_matches("sha256//")
+            );
+            return Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::NotValidForName,
+            ));
+        }
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algs)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algs)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algs.supported_schemes()
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct ClientTls {
+    config: Arc<ClientConfig>,
+}
+
+impl ClientTls {
+    pub fn new(
+        cert: Arc<CertifiedKey>,
+        trust: Arc<TrustBundle>,
+        identity: ServerIdentity,
+    ) -> Result<ClientTls, TlsError> {
+        let provider = crate::provider();
+        let verifier = Arc::new(IdentityVerifier {
+            trust,
+            identity,
+            algs: provider.signature_verification_algorithms,
+        });
+        let config = ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(crate::PROTOCOL_VERSIONS)?
+            .dangerous()
+            .with_custom_certificate_verifier(verifier)
+            .with_client_cert_resolver(Arc::new(FixedClientCert(cert)));
+        Ok(ClientTls {
+            config: Arc::new(config),
+        })
+    }
+
+    pub fn config(&self) -> Arc<ClientConfig> {
+        self.config.clone()
+    }
+}
+
+#[derive(Debug)]
+struct FixedClientCert(Arc<CertifiedKey>);
+
+impl rustls::client::ResolvesClientCert for FixedClientCert {
+    fn resolve(&self, _: &[&[u8]], _: &[SignatureScheme]) -> Option<Arc<CertifiedKey>> {
+        Some(self.0.clone())
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
+}

@@ -1,0 +1,86 @@
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::DistinguishedName;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use rustls::sign::CertifiedKey;
+use symbolon_pki::input;
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TlsError {
+    #[error(transparent)]
+    Input(#[from] symbolon_pki::PkiError),
+    #[error("{}: {problem}", path.display())]
+    Unusable { path: PathBuf, problem: String },
+    #[error("TLS configuration: {0}")]
+    Config(#[from] rustls::Error),
+}
+
+/// Loads a certificate chain (leaf first) and its private key, and checks
+/// that they belong together, so a mismatched pair is refused at load time
+/// rather than at the first handshake.
+pub fn load_certified_key(cert: &Path, key: &Path) -> Result<Arc<CertifiedKey>, TlsError> {
+    let chain = input::load_certificates(cert)?;
+    let kp = input::load_private_key(key, None)?;
+    let der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(kp.serialize_der()));
+    let provider = crate::provider();
+    let signing = provider
+        .key_provider
+        .load_private_key(der)
+        .map_err(|e| TlsError::Unusable {
+            path: key.to_path_buf(),
+            problem: format!("unusable private key: {e}"),
+        })?;
+    let ck = CertifiedKey::new(chain, signing);
+    ck.keys_match().map_err(|_| TlsError::Unusable {
+        path: key.to_path_buf(),
+        problem: format!(
+            "this key does not belong to the certificate in {}",
+            cert.display()
+        ),
+    })?;
+    Ok(Arc::new(ck))
+}
+
+/// Trusted CA certificates, plus their subjects as sent in the
+/// CertificateRequest (so clients such as `openssl s_client` and
+/// `sslscan --show-client-cas` see exactly the configured CAs).
+#[derive(Clone, Debug)]
+pub struct TrustBundle {
+    pub certs: Vec<CertificateDer<'static>>,
+    pub subjects: Vec<DistinguishedName>,
+    pub source: PathBuf,
+}
+
+impl TrustBundle {
+    pub fn load(path: &Path) -> Result<TrustBundle, TlsError> {
+        let certs = input::load_certificates(path)?;
+        let mut subjects = Vec::with_capacity(certs.len());
+        for (i, c) in certs.iter().enumerate() {
+            let summary = symbolon_pki::describe_certificate(c, time::OffsetDateTime::now_utc())
+                .ok_or_else(|| TlsError::Unusable {
+                    path: path.to_path_buf(),
+                    problem: format!("certificate #{} does not parse", i + 1),
+                })?;
+            if !summary.is_ca {
+                return Err(TlsError::Unusable {
+                    path: path.to_path_buf(),
+                    problem: format!(
+                        "certificate #{} ({}) is not a CA certificate; give CA certificates only",
+                        i + 1,
+                        summary.subject
+                    ),
+                });
+            }
+            subjects.push(DistinguishedName::from(
+                symbolon_pki::subject_der(c).unwrap_or_default(),
+            ));
+        }
+        Ok(TrustBundle {
+            certs,
+            subjects,
+            source: path.to_path_buf(),
+        })
+    }
+}

@@ -1,0 +1,75 @@
+//! rustls configurations for Symbolon: TLS 1.3 and 1.2 only, the aws-lc-rs
+//! provider, and certificate verification done by `symbolon_pki::verify`
+//! (the same verifier `symbolon cert verify` runs), so every refused
+//! handshake has a reason code and a sentence.
+#![forbid(unsafe_code)]
+
+mod client;
+mod credentials;
+mod server;
+
+// === the public interface ===
+pub use client::{ClientTls, ServerIdentity};
+pub use credentials::{TlsError, TrustBundle, load_certified_key};
+pub use server::{ClientAuthMode, HandshakeOutcome, ServerTls, SessionState};
+
+use std::sync::Arc;
+
+use rustls::crypto::CryptoProvider;
+use symbolon_core::Reason;
+
+/// The one crypto provider: aws-lc-rs, with rustls' default (AEAD-only)
+/// cipher suites and key exchanges.
+pub fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+}
+
+/// TLS 1.3 and 1.2; nothing older exists in rustls, and renegotiation is
+/// never supported by it.
+pub static PROTOCOL_VERSIONS: &[&rustls::SupportedProtocolVersion] =
+    &[&rustls::version::TLS13, &rustls::version::TLS12];
+
+/// The TLS alert a refusal maps to, through rustls' CertificateError. This
+/// is the one place that decides which alert a reason sends.
+pub fn certificate_error(reason: Reason) -> rustls::CertificateError {
+    use rustls::CertificateError as C;
+    match reason {
+        Reason::UnknownCa => C::UnknownIssuer,
+        Reason::Expired => C::Expired,
+        Reason::NotYetValid => C::NotValidYet,
+        Reason::Revoked => C::Revoked,
+        Reason::BadEku => C::InvalidPurpose,
+        Reason::BadSignature => C::BadSignature,
+        Reason::UnknownCriticalExtension => C::UnhandledCriticalExtension,
+        Reason::PolicyDenied => C::ApplicationVerificationFailure,
+        Reason::CrlExpired
+        | Reason::CrlWrongIssuer
+        | Reason::CrlBadSignature
+        | Reason::CrlNotSigner => C::UnknownRevocationStatus,
+        // bad_certificate: the certificate itself is unacceptable.
+        _ => C::BadEncoding,
+    }
+}
+
+/// Classifies a handshake error that did not come from our verifier.
+pub fn reason_for(err: &rustls::Error) -> Reason {
+    match err {
+        rustls::Error::NoCertificatesPresented => Reason::NoClientCert,
+        rustls::Error::InvalidCertificate(c) => match c {
+            rustls::CertificateError::UnknownIssuer => Reason::UnknownCa,
+            rustls::CertificateError::Expired | rustls::CertificateError::ExpiredContext { .. } => {
+                Reason::Expired
+            }
+            rustls::CertificateError::NotValidYet
+            | rustls::CertificateError::NotValidYetContext { .. } => Reason::NotYetValid,
+            rustls::CertificateError::Revoked => Reason::Revoked,
+            rustls::CertificateError::InvalidPurpose
+            | rustls::CertificateError::InvalidPurposeContext { .. } => Reason::BadEku,
+            rustls::CertificateError::BadSignature => Reason::BadSignature,
+            rustls::CertificateError::NotValidForName
+            | rustls::CertificateError::NotValidForNameContext { .. } => Reason::NameMismatch,
+            _ => Reason::Malformed,
+        },
+        _ => Reason::Malformed,
+    }
+}
