@@ -77,7 +77,9 @@ pub struct CertRef {
     /// `leaf`, `intermediate` or `trust anchor`.
     pub role: &'static str,
     pub subject: String,
+    pub issuer: String,
     pub serial: String,
+    pub not_before: String,
     pub not_after: String,
     pub sha256: String,
 }
@@ -129,7 +131,9 @@ fn cert_ref(role: &'static str, x: &X509Certificate<'_>) -> CertRef {
     CertRef {
         role,
         subject,
+        issuer: x.issuer().to_string(),
         serial: crate::Serial::from_be_bytes(x.raw_serial()).to_hex(),
+        not_before: rfc3339(x.validity().not_before.to_datetime()),
         not_after: rfc3339(x.validity().not_after.to_datetime()),
         sha256: sha256_hex(x.as_raw()),
     }
@@ -620,7 +624,31 @@ fn explain(
             any_issuer_fault().unwrap_or_else(|| fail(Reason::Malformed, Some(leaf_ref.clone()), format!("path building failed: {e}"), "check the chain"))
         }
         E::InvalidSignatureForPublicKey => any_issuer_fault().unwrap_or_else(|| {
-            fail(Reason::BadSignature, Some(leaf_ref.clone()), format!("the signature on {leaf_ref} does not verify with the key of its issuer {leaf_issuer}"), "the certificate was altered or signed by another CA with the same name; re-issue it")
+            // If a CA by the leaf's issuer name really signed the leaf, the
+            // break is further up: that CA is not the trusted one (another
+            // CA with the same names, e.g. a staging CA). Only when no such
+            // CA's key verifies the leaf was the leaf itself altered.
+            let genuine = candidates().find(|(x, _)| {
+                x.subject().as_raw() == leaf.issuer().as_raw()
+                    && leaf.verify_signature(Some(x.public_key())).is_ok()
+            });
+            match genuine {
+                Some((x, role)) => {
+                    let who = cert_ref(role, x);
+                    fail(
+                        Reason::UnknownCa,
+                        Some(leaf_ref.clone()),
+                        format!("{leaf_ref} was issued by {who}, which does not chain to a trusted root (it bears a trusted CA's name but not its key)"),
+                        "the certificate comes from another CA with the same names; pass that CA's root with --trust if it should be trusted",
+                    )
+                }
+                None => fail(
+                    Reason::BadSignature,
+                    Some(leaf_ref.clone()),
+                    format!("the signature on {leaf_ref} does not verify with the key of its issuer {leaf_issuer}"),
+                    "the certificate was altered or signed by an impostor key; re-issue it",
+                ),
+            }
         }),
         E::CaUsedAsEndEntity => fail(Reason::CaUsedAsLeaf, Some(leaf_ref.clone()), format!("{leaf_ref} is a CA certificate presented as a leaf"), "present the workload's own certificate"),
         E::EndEntityUsedAsCa => fail(Reason::UnknownCa, Some(leaf_ref.clone()), format!("{leaf_ref} was issued by {leaf_issuer}, which is not a CA"), "issue leaves from a CA certificate"),

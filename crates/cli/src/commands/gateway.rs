@@ -143,10 +143,20 @@ pub fn policy_check(args: PolicyCheckArgs) -> CmdResult {
             match symbolon_pki::verify(&leaf, &opts) {
                 Ok(v) => Some(v.peer),
                 Err(e) => {
-                    println!(
-                        "deny: the certificate would be refused at the handshake: {}: {}; {}",
-                        e.reason, e.message, e.hint
-                    );
+                    if args.json {
+                        output::json(&serde_json::json!({
+                            "decision": "deny",
+                            "stage": "handshake",
+                            "reason": e.reason.as_str(),
+                            "message": e.message,
+                            "hint": e.hint,
+                        }))?;
+                    } else {
+                        println!(
+                            "deny: the certificate would be refused at the handshake: {}: {}; {}",
+                            e.reason, e.message, e.hint
+                        );
+                    }
                     return Err(Failure::Negative);
                 }
             }

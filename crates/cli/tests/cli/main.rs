@@ -2,9 +2,12 @@
 //! with OpenSSL and pkilint as independent checkers.
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
+mod gw_support;
 mod support;
 
 mod bad_input;
+mod gateway_http;
+mod gateway_ops;
 mod init;
 mod inspect;
 mod issue;

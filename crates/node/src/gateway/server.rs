@@ -41,8 +41,8 @@ pub struct Shared {
 
 fn cert_fields(c: &CertRef) -> String {
     format!(
-        "subject={:?} serial={} not_after={}",
-        c.subject, c.serial, c.not_after
+        "subject={:?} serial={} issuer={:?} not_before={} not_after={}",
+        c.subject, c.serial, c.issuer, c.not_before, c.not_after
     )
 }
 
@@ -53,7 +53,6 @@ fn refuse(
     reason: Reason,
     detail: &str,
     cert: Option<&CertRef>,
-    issuer: Option<&str>,
 ) {
     shared.metrics.inc(
         "symbolon_gateway_handshakes_total",
@@ -63,9 +62,8 @@ fn refuse(
         Some(c) => tracing::warn!(
             reason = reason.as_str(),
             remote = %remote,
-            "handshake refused: {detail} [{} issuer={:?}]",
-            cert_fields(c),
-            issuer.unwrap_or("")
+            "handshake refused: {detail} [{}]",
+            cert_fields(c)
         ),
         None => {
             tracing::warn!(reason = reason.as_str(), remote = %remote, "handshake refused: {detail}")
@@ -138,7 +136,6 @@ async fn handle(tcp: TcpStream, remote: SocketAddr, shared: &Arc<Shared>) {
                     shared.settings.handshake_timeout
                 ),
                 None,
-                None,
             );
             return;
         }
@@ -150,8 +147,20 @@ async fn handle(tcp: TcpStream, remote: SocketAddr, shared: &Arc<Shared>) {
                     ve.reason,
                     &ve.message,
                     ve.certificate.as_deref(),
-                    None,
                 );
+            } else if io.kind() == std::io::ErrorKind::UnexpectedEof
+                && io
+                    .get_ref()
+                    .and_then(|e| e.downcast_ref::<rustls::Error>())
+                    .is_none()
+            {
+                // A TCP health check or port probe: it never spoke TLS, so it
+                // is not a refused client. Counted, logged at debug only.
+                shared.metrics.inc(
+                    "symbolon_gateway_connections_refused_total",
+                    &[("reason", "closed_before_handshake")],
+                );
+                tracing::debug!(remote = %remote, "connection closed before completing a TLS handshake");
             } else {
                 let tls_err = io.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>());
                 let reason = tls_err
@@ -163,7 +172,7 @@ async fn handle(tcp: TcpStream, remote: SocketAddr, shared: &Arc<Shared>) {
                     }
                     _ => format!("TLS error: {io}"),
                 };
-                refuse(shared, remote, reason, &detail, None, None);
+                refuse(shared, remote, reason, &detail, None);
             }
             return;
         }
@@ -188,7 +197,6 @@ async fn handle(tcp: TcpStream, remote: SocketAddr, shared: &Arc<Shared>) {
                 ve.reason,
                 &ve.message,
                 ve.certificate.as_deref(),
-                None,
             );
             return;
         }
@@ -207,7 +215,6 @@ async fn handle(tcp: TcpStream, remote: SocketAddr, shared: &Arc<Shared>) {
                         reason,
                         &format!("resumed session no longer valid: {message}"),
                         certificate.as_deref(),
-                        None,
                     );
                     return;
                 }

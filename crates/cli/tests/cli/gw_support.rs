@@ -1,0 +1,325 @@
+//! Gateway test fixtures: a CA with gateway and client certificates, a
+//! backend that records exactly what reaches it, and the real gateway
+//! binary run as a child process.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::support::Sandbox;
+
+/// A port free right now on 127.0.0.1.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One request as the backend saw it.
+#[derive(Clone, Debug)]
+pub struct Seen {
+    pub method: String,
+    pub path: String,
+    /// Header names lower-cased; repeated headers joined with ", ".
+    pub headers: BTreeMap<String, String>,
+}
+
+/// An HTTP/1.1 backend that answers 200 with a small JSON body and records
+/// every request and every byte it receives.
+pub struct HttpBackend {
+    pub addr: SocketAddr,
+    pub seen: Arc<Mutex<Vec<Seen>>>,
+    pub bytes: Arc<Mutex<usize>>,
+}
+
+impl HttpBackend {
+    pub fn start() -> HttpBackend {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let bytes = Arc::new(Mutex::new(0usize));
+        let (s2, b2) = (seen.clone(), bytes.clone());
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(conn) = conn else { continue };
+                let (s3, b3) = (s2.clone(), b2.clone());
+                std::thread::spawn(move || serve_http(conn, s3, b3));
+            }
+        });
+        HttpBackend { addr, seen, bytes }
+    }
+
+    pub fn requests(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    pub fn bytes(&self) -> usize {
+        *self.bytes.lock().unwrap()
+    }
+}
+
+fn serve_http(conn: TcpStream, seen: Arc<Mutex<Vec<Seen>>>, bytes: Arc<Mutex<usize>>) {
+    let mut out = conn.try_clone().unwrap();
+    let mut reader = BufReader::new(conn);
+    loop {
+        let mut line = String::new();
+        match reader.read_line(&mut line) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => *bytes.lock().unwrap() += n,
+        }
+        let mut parts = line.split_whitespace();
+        let (method, path) = (
+            parts.next().unwrap_or("").to_string(),
+            parts.next().unwrap_or("").to_string(),
+        );
+        let mut headers = BTreeMap::new();
+        loop {
+            let mut h = String::new();
+            match reader.read_line(&mut h) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => *bytes.lock().unwrap() += n,
+            }
+            let h = h.trim_end();
+            if h.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = h.split_once(':') {
+                headers
+                    .entry(k.trim().to_ascii_lowercase())
+                    .and_modify(|e: &mut String| {
+                        e.push_str(", ");
+                        e.push_str(v.trim());
+                    })
+                    .or_insert_with(|| v.trim().to_string());
+            }
+        }
+        let len: usize = headers
+            .get("content-length")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let mut body = vec![0u8; len];
+        if reader.read_exact(&mut body).is_err() {
+            return;
+        }
+        *bytes.lock().unwrap() += len;
+        seen.lock().unwrap().push(Seen {
+            method,
+            path: path.clone(),
+            headers,
+        });
+        let payload = format!("{{\"path\":{path:?},\"body_len\":{len}}}");
+        let resp = format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{payload}",
+            payload.len()
+        );
+        if out.write_all(resp.as_bytes()).is_err() {
+            return;
+        }
+    }
+}
+
+/// A TCP backend that echoes every byte back and records everything it
+/// received (so a PROXY header can be checked).
+pub struct TcpBackend {
+    pub addr: SocketAddr,
+    pub received: Arc<Mutex<Vec<Vec<u8>>>>,
+}
+
+impl TcpBackend {
+    pub fn start() -> TcpBackend {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let r2 = received.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { continue };
+                let r3 = r2.clone();
+                std::thread::spawn(move || {
+                    let idx = {
+                        let mut r = r3.lock().unwrap();
+                        r.push(Vec::new());
+                        r.len() - 1
+                    };
+                    let mut buf = [0u8; 16 * 1024];
+                    loop {
+                        match conn.read(&mut buf) {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => {
+                                r3.lock().unwrap()[idx].extend_from_slice(&buf[..n]);
+                                if conn.write_all(&buf[..n]).is_err() {
+                                    return;
+                                }
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        TcpBackend { addr, received }
+    }
+
+    pub fn total_bytes(&self) -> usize {
+        self.received.lock().unwrap().iter().map(Vec::len).sum()
+    }
+}
+
+/// A running `symbolon gateway`, killed on drop. Its log (stderr) is kept.
+pub struct Gateway {
+    pub child: Child,
+    pub port: u16,
+    pub log: PathBuf,
+}
+
+impl Gateway {
+    /// Writes `config` to `name` in the sandbox and starts the gateway,
+    /// waiting until `port` accepts connections.
+    pub fn start(sb: &Sandbox, name: &str, config: &str, port: u16) -> Gateway {
+        let cfg = sb.path(name);
+        std::fs::write(&cfg, config).unwrap();
+        let log = sb.path(&format!("{name}.log"));
+        let child = Command::new(env!("CARGO_BIN_EXE_symbolon"))
+            .args(["gateway", "--config", cfg.to_str().unwrap()])
+            .current_dir(sb.dir.path())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let gw = Gateway { child, port, log };
+        let started = Instant::now();
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "gateway did not start:\n{}",
+                gw.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        gw
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until the log contains `needle` (log lines are written when
+    /// the refusal happens, which may be just after the client gives up).
+    pub fn wait_log(&self, needle: &str) -> String {
+        let started = Instant::now();
+        loop {
+            let text = self.log_text();
+            if text.contains(needle) {
+                return text;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "log never contained {needle:?}:\n{text}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A test CA (trust domain example.org) with:
+/// - `gw.crt/key`: the gateway (server profile, localhost + 127.0.0.1, SPIFFE ID spiffe://example.org/gateway)
+/// - `web.crt/key`: client spiffe://example.org/ns/prod/sa/web (peer)
+/// - `other.crt/key`: client spiffe://example.org/ns/prod/sa/other (peer)
+/// - `server-only.crt/key`: server profile for localhost (serverAuth only)
+pub fn pki(sb: &Sandbox) {
+    sb.ok(&[
+        "ca",
+        "init",
+        "--dir",
+        "ca",
+        "--insecure-plaintext-root-key",
+        "--trust-domain",
+        "example.org",
+    ]);
+    sb.ok(&[
+        "ca",
+        "issue",
+        "--dir",
+        "ca",
+        "--dns",
+        "localhost",
+        "--ip",
+        "127.0.0.1",
+        "--spiffe-id",
+        "spiffe://example.org/gateway",
+        "--profile",
+        "server",
+        "--out",
+        "gw",
+    ]);
+    sb.ok(&[
+        "ca",
+        "issue",
+        "--dir",
+        "ca",
+        "--spiffe-id",
+        "spiffe://example.org/ns/prod/sa/web",
+        "--out",
+        "web",
+    ]);
+    sb.ok(&[
+        "ca",
+        "issue",
+        "--dir",
+        "ca",
+        "--spiffe-id",
+        "spiffe://example.org/ns/prod/sa/other",
+        "--out",
+        "other",
+    ]);
+    sb.ok(&[
+        "ca",
+        "issue",
+        "--dir",
+        "ca",
+        "--dns",
+        "localhost",
+        "--profile",
+        "server",
+        "--out",
+        "server-only",
+    ]);
+}
+
+/// A server-mode config in front of `upstream`.
+pub fn server_config(
+    port: u16,
+    upstream: SocketAddr,
+    mode: &str,
+    protocol: &str,
+    extra: &str,
+) -> String {
+    format!(
+        r#"[server]
+listen = "127.0.0.1:{port}"
+cert = "gw.crt"
+key = "gw.key"
+client_ca = "ca/root.crt"
+mode = "{mode}"
+handshake_timeout = "3s"
+
+[upstream]
+address = "{upstream}"
+protocol = "{protocol}"
+
+{extra}
+"#
+    )
+}
