@@ -98,6 +98,22 @@ impl Identity {
     }
 }
 
+/// Parses the displayed form back: `spiffe://…`, `DNS:…`, `IP:…`, `URI:…`.
+impl FromStr for Identity {
+    type Err = IdentityError;
+    fn from_str(s: &str) -> Result<Self, IdentityError> {
+        if let Some(d) = s.strip_prefix("DNS:") {
+            Identity::dns(d)
+        } else if let Some(ip) = s.strip_prefix("IP:") {
+            Identity::ip(ip)
+        } else if let Some(u) = s.strip_prefix("URI:") {
+            Identity::uri(u)
+        } else {
+            Identity::spiffe(s)
+        }
+    }
+}
+
 impl fmt::Display for Identity {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -6,6 +6,7 @@
 
 mod duration;
 mod identity;
+pub mod metrics;
 mod namespace;
 mod path;
 mod peer;
@@ -15,6 +16,7 @@ mod reason;
 // === the public interface ===
 pub use duration::{DurationError, format_delta, format_duration, parse_duration};
 pub use identity::{Identity, IdentityError, SpiffeId, dns_name_matches};
+pub use metrics::{MetricHelp, Metrics};
 pub use namespace::{IpNet, Namespace, NamespaceError};
 pub use path::{PathError, SegmentGlob, normalize_path};
 pub use peer::PeerCert;

@@ -14,6 +14,7 @@ mod inspect;
 mod issue;
 mod keys;
 mod serial;
+mod token;
 mod verify;
 
 // === the public interface ===
@@ -28,6 +29,7 @@ pub use inspect::{
 pub use issue::{IssuedCert, LeafSpec, Profile};
 pub use keys::{KeyInfo, KeyType, PBKDF2_ITERATIONS, check_spki_der, decrypt_pkcs8, encrypt_pkcs8};
 pub use serial::Serial;
+pub use token::{TokenClaims, TokenError, new_token_key, sign_token, verify_token};
 pub use verify::{
     CertRef, ExpectedName, Purpose, VerifiedPath, VerifyError, VerifyOptions, verify,
 };

@@ -11,7 +11,8 @@ mod sqlite;
 
 // === the public interface ===
 pub use records::{
-    CertStatus, CertificateRecord, CrlRecord, ListFilter, RevokeOutcome, RevokedRecord,
+    CertStatus, CertificateRecord, CrlRecord, ListFilter, Redeemed, RevokeOutcome, RevokedRecord,
+    TokenRecord,
 };
 pub use sqlite::Store;
 

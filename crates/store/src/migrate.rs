@@ -5,10 +5,13 @@ use sqlx::SqlitePool;
 
 use crate::StoreError;
 
-const SQLITE: &[(i64, &str)] = &[(
-    1,
-    include_str!("../migrations/sqlite/0001_certificates.sql"),
-)];
+const SQLITE: &[(i64, &str)] = &[
+    (
+        1,
+        include_str!("../migrations/sqlite/0001_certificates.sql"),
+    ),
+    (2, include_str!("../migrations/sqlite/0002_tokens.sql")),
+];
 
 pub(crate) async fn run(pool: &SqlitePool, location: &str) -> Result<(), StoreError> {
     let db = |source| StoreError::Database {

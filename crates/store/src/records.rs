@@ -79,3 +79,28 @@ pub struct CrlRecord {
     pub next_update: OffsetDateTime,
     pub der: Vec<u8>,
 }
+
+/// The outcome of redeeming a one-time token together with recording the
+/// certificate it pays for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Redeemed {
+    /// Token consumed and certificate recorded, in one transaction.
+    Recorded,
+    UnknownToken,
+    AlreadyUsed {
+        at: OffsetDateTime,
+    },
+    Expired {
+        at: OffsetDateTime,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TokenRecord {
+    pub id: String,
+    pub identities: Vec<String>,
+    pub created_at: OffsetDateTime,
+    pub expires_at: OffsetDateTime,
+    pub used_at: Option<OffsetDateTime>,
+    pub used_by_serial: Option<String>,
+}

@@ -8,7 +8,10 @@ use sqlx::sqlite::{
 use sqlx::{Row, SqlitePool};
 use time::OffsetDateTime;
 
-use crate::{CertificateRecord, CrlRecord, ListFilter, RevokeOutcome, RevokedRecord, StoreError};
+use crate::{
+    CertificateRecord, CrlRecord, ListFilter, Redeemed, RevokeOutcome, RevokedRecord, StoreError,
+    TokenRecord,
+};
 
 /// The CA's store. Cheap to clone (a connection pool).
 #[derive(Clone, Debug)]
@@ -26,6 +29,29 @@ fn from_ts(s: i64, location: &str) -> Result<OffsetDateTime, StoreError> {
         location: location.to_string(),
         problem: format!("timestamp {s} out of range"),
     })
+}
+
+async fn insert_cert(
+    conn: &mut sqlx::SqliteConnection,
+    rec: &CertificateRecord,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO certificates (serial, issuer, subject, identities, profile, not_before, not_after, fingerprint, der, issued_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&rec.serial)
+    .bind(&rec.issuer)
+    .bind(&rec.subject)
+    .bind(rec.identities.join("\n"))
+    .bind(&rec.profile)
+    .bind(ts(rec.not_before))
+    .bind(ts(rec.not_after))
+    .bind(&rec.fingerprint)
+    .bind(&rec.der)
+    .bind(ts(rec.issued_at))
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 // === impl Store ===
@@ -90,30 +116,18 @@ impl Store {
 
     /// Records an issued certificate durably. Returns only after commit.
     pub async fn record_issued(&self, rec: &CertificateRecord) -> Result<(), StoreError> {
-        let result = sqlx::query(
-            "INSERT INTO certificates (serial, issuer, subject, identities, profile, not_before, not_after, fingerprint, der, issued_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&rec.serial)
-        .bind(&rec.issuer)
-        .bind(&rec.subject)
-        .bind(rec.identities.join("\n"))
-        .bind(&rec.profile)
-        .bind(ts(rec.not_before))
-        .bind(ts(rec.not_after))
-        .bind(&rec.fingerprint)
-        .bind(&rec.der)
-        .bind(ts(rec.issued_at))
-        .execute(&self.pool)
-        .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-                Err(StoreError::DuplicateSerial {
-                    serial: rec.serial.clone(),
-                })
-            }
-            Err(e) => Err(self.db()(e)),
+        let mut conn = self.pool.acquire().await.map_err(self.db())?;
+        insert_cert(&mut conn, rec)
+            .await
+            .map_err(|e| self.insert_err(e, rec))
+    }
+
+    fn insert_err(&self, e: sqlx::Error, rec: &CertificateRecord) -> StoreError {
+        match e {
+            sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::DuplicateSerial {
+                serial: rec.serial.clone(),
+            },
+            e => self.db()(e),
         }
     }
 
@@ -274,6 +288,71 @@ impl Store {
         }))
     }
 
+    /// Records a newly created enrollment token.
+    pub async fn record_token(&self, t: &TokenRecord) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO tokens (id, identities, created_at, expires_at) VALUES (?, ?, ?, ?)",
+        )
+        .bind(&t.id)
+        .bind(t.identities.join("\n"))
+        .bind(ts(t.created_at))
+        .bind(ts(t.expires_at))
+        .execute(&self.pool)
+        .await
+        .map_err(self.db())?;
+        Ok(())
+    }
+
+    /// Consumes token `id` and records `cert` in one transaction: either
+    /// both happen or neither. A token is good once, before it expires.
+    pub async fn redeem_token(
+        &self,
+        id: &str,
+        now: OffsetDateTime,
+        cert: &CertificateRecord,
+    ) -> Result<Redeemed, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(self.db())?;
+        let row = sqlx::query("SELECT expires_at, used_at FROM tokens WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(self.db())?;
+        let Some(row) = row else {
+            return Ok(Redeemed::UnknownToken);
+        };
+        let used: Option<i64> = row.try_get("used_at").map_err(self.db())?;
+        if let Some(at) = used {
+            return Ok(Redeemed::AlreadyUsed {
+                at: from_ts(at, &self.location)?,
+            });
+        }
+        let expires: i64 = row.try_get("expires_at").map_err(self.db())?;
+        if ts(now) >= expires {
+            return Ok(Redeemed::Expired {
+                at: from_ts(expires, &self.location)?,
+            });
+        }
+        // The `used_at IS NULL` guard makes a concurrent redeemer lose even
+        // if both read the row before either wrote.
+        let updated = sqlx::query(
+            "UPDATE tokens SET used_at = ?, used_by_serial = ? WHERE id = ? AND used_at IS NULL",
+        )
+        .bind(ts(now))
+        .bind(&cert.serial)
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .map_err(self.db())?;
+        if updated.rows_affected() != 1 {
+            return Ok(Redeemed::AlreadyUsed { at: now });
+        }
+        insert_cert(&mut tx, cert)
+            .await
+            .map_err(|e| self.insert_err(e, cert))?;
+        tx.commit().await.map_err(self.db())?;
+        Ok(Redeemed::Recorded)
+    }
+
     pub async fn latest_crl(&self) -> Result<Option<CrlRecord>, StoreError> {
         let row = sqlx::query(
             "SELECT number, this_update, next_update, der FROM crls ORDER BY number DESC LIMIT 1",
@@ -427,5 +506,79 @@ mod tests {
             Store::open(&dir.path().join("none.db")).await,
             Err(StoreError::Missing { .. })
         ));
+    }
+
+    #[tokio::test]
+    async fn a_token_buys_exactly_one_certificate() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::create(&dir.path().join("s.db")).await.unwrap();
+        let now = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
+        let token = |id: &str, expires| TokenRecord {
+            id: id.into(),
+            identities: vec!["spiffe://example.org/dev".into()],
+            created_at: now,
+            expires_at: expires,
+            used_at: None,
+            used_by_serial: None,
+        };
+        store
+            .record_token(&token("t1", now + time::Duration::minutes(15)))
+            .await
+            .unwrap();
+        store
+            .record_token(&token("t2", now - time::Duration::minutes(1)))
+            .await
+            .unwrap();
+
+        assert_eq!(
+            store
+                .redeem_token("t1", now, &record("a1", now + time::Duration::days(1)))
+                .await
+                .unwrap(),
+            Redeemed::Recorded
+        );
+        assert!(store.get("a1").await.unwrap().is_some());
+        // Replay: refused, and the second certificate is not recorded.
+        assert_eq!(
+            store
+                .redeem_token("t1", now, &record("a2", now + time::Duration::days(1)))
+                .await
+                .unwrap(),
+            Redeemed::AlreadyUsed { at: now }
+        );
+        assert!(store.get("a2").await.unwrap().is_none());
+        assert!(matches!(
+            store
+                .redeem_token("t2", now, &record("a3", now))
+                .await
+                .unwrap(),
+            Redeemed::Expired { .. }
+        ));
+        assert_eq!(
+            store
+                .redeem_token("nope", now, &record("a4", now))
+                .await
+                .unwrap(),
+            Redeemed::UnknownToken
+        );
+        assert!(
+            store.get("a3").await.unwrap().is_none() && store.get("a4").await.unwrap().is_none()
+        );
+        // A serial collision rolls the redemption back: the token stays usable.
+        store
+            .record_token(&token("t3", now + time::Duration::minutes(15)))
+            .await
+            .unwrap();
+        assert!(matches!(
+            store.redeem_token("t3", now, &record("a1", now)).await,
+            Err(StoreError::DuplicateSerial { .. })
+        ));
+        assert_eq!(
+            store
+                .redeem_token("t3", now, &record("a5", now))
+                .await
+                .unwrap(),
+            Redeemed::Recorded
+        );
     }
 }

@@ -40,6 +40,7 @@ pub fn certificate_error(reason: Reason) -> rustls::CertificateError {
         Reason::Revoked => C::Revoked,
         Reason::BadEku => C::InvalidPurpose,
         Reason::BadSignature => C::BadSignature,
+        Reason::NameMismatch => C::NotValidForName,
         Reason::UnknownCriticalExtension => C::UnhandledCriticalExtension,
         Reason::PolicyDenied => C::ApplicationVerificationFailure,
         Reason::CrlExpired

@@ -5,7 +5,6 @@ pub mod client;
 pub mod config;
 pub mod http;
 pub mod identity;
-mod metrics;
 pub mod server;
 pub mod state;
 pub mod tcp;
@@ -16,11 +15,60 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper_util::rt::TokioIo;
-pub use metrics::Metrics;
+pub use symbolon_core::Metrics;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use config::{Loaded, Role};
+
+/// Every gateway metric, as rendered at /metrics.
+pub const METRICS: symbolon_core::MetricHelp = &[
+    (
+        "symbolon_gateway_handshakes_total",
+        "counter",
+        "TLS handshakes by result and reason code.",
+    ),
+    (
+        "symbolon_gateway_handshake_duration_seconds",
+        "histogram",
+        "Time from TCP accept to the end of the TLS handshake.",
+    ),
+    (
+        "symbolon_gateway_active_connections",
+        "gauge",
+        "Connections currently open.",
+    ),
+    (
+        "symbolon_gateway_connections_refused_total",
+        "counter",
+        "Connections closed before the handshake, by reason.",
+    ),
+    (
+        "symbolon_gateway_requests_total",
+        "counter",
+        "HTTP requests answered, by status code.",
+    ),
+    (
+        "symbolon_gateway_policy_decisions_total",
+        "counter",
+        "Policy decisions by rule and effect (audit_deny: an audit rule would have denied).",
+    ),
+    (
+        "symbolon_gateway_certificate_expiry_timestamp_seconds",
+        "gauge",
+        "notAfter of the gateway's certificate and of each trusted client CA.",
+    ),
+    (
+        "symbolon_gateway_reloads_total",
+        "counter",
+        "Configuration and credential reloads by result.",
+    ),
+    (
+        "symbolon_gateway_upstream_errors_total",
+        "counter",
+        "Failures to reach or talk to the upstream.",
+    ),
+];
 
 /// How often watched files are compared for a reload.
 const RELOAD_POLL: Duration = Duration::from_millis(500);
@@ -30,7 +78,7 @@ const RELOAD_POLL: Duration = Duration::from_millis(500);
 /// port is bound, so a bad certificate fails the start, not the first
 /// connection.
 pub async fn run(cfg: Loaded) -> Result<(), String> {
-    let metrics = Arc::new(Metrics::default());
+    let metrics = Arc::new(Metrics::new(METRICS));
     match cfg.role.clone() {
         Role::Server(settings) => {
             let sessions = symbolon_tls::SessionState::new().map_err(|e| e.to_string())?;

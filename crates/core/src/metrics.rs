@@ -23,9 +23,13 @@ struct Inner {
     histograms: BTreeMap<(String, String), Histogram>,
 }
 
-#[derive(Debug, Default)]
+/// `(name, type, help)` for every metric a registry may render, in order.
+pub type MetricHelp = &'static [(&'static str, &'static str, &'static str)];
+
+#[derive(Debug)]
 pub struct Metrics {
     inner: Mutex<Inner>,
+    help: MetricHelp,
 }
 
 fn escape(v: &str) -> String {
@@ -42,55 +46,14 @@ fn labels(pairs: &[(&str, &str)]) -> String {
         .join(",")
 }
 
-const HELP: &[(&str, &str, &str)] = &[
-    (
-        "symbolon_gateway_handshakes_total",
-        "counter",
-        "TLS handshakes by result and reason code.",
-    ),
-    (
-        "symbolon_gateway_handshake_duration_seconds",
-        "histogram",
-        "Time from TCP accept to the end of the TLS handshake.",
-    ),
-    (
-        "symbolon_gateway_active_connections",
-        "gauge",
-        "Connections currently open.",
-    ),
-    (
-        "symbolon_gateway_connections_refused_total",
-        "counter",
-        "Connections closed before the handshake, by reason.",
-    ),
-    (
-        "symbolon_gateway_requests_total",
-        "counter",
-        "HTTP requests answered, by status code.",
-    ),
-    (
-        "symbolon_gateway_policy_decisions_total",
-        "counter",
-        "Policy decisions by rule and effect (audit_deny: an audit rule would have denied).",
-    ),
-    (
-        "symbolon_gateway_certificate_expiry_timestamp_seconds",
-        "gauge",
-        "notAfter of the gateway's certificate and of each trusted client CA.",
-    ),
-    (
-        "symbolon_gateway_reloads_total",
-        "counter",
-        "Configuration and credential reloads by result.",
-    ),
-    (
-        "symbolon_gateway_upstream_errors_total",
-        "counter",
-        "Failures to reach or talk to the upstream.",
-    ),
-];
-
 impl Metrics {
+    pub fn new(help: MetricHelp) -> Metrics {
+        Metrics {
+            inner: Mutex::default(),
+            help,
+        }
+    }
+
     pub fn inc(&self, name: &str, pairs: &[(&str, &str)]) {
         self.add(name, pairs, 1.0);
     }
@@ -157,7 +120,7 @@ impl Metrics {
             return String::new();
         };
         let mut out = String::new();
-        for (name, kind, help) in HELP {
+        for (name, kind, help) in self.help {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
             let series = |map: &BTreeMap<(String, String), f64>, out: &mut String| {
                 for ((n, l), v) in map.iter().filter(|((n, _), _)| n == name) {
@@ -202,9 +165,23 @@ impl Metrics {
 mod tests {
     use super::*;
 
+    pub(crate) const HELP: MetricHelp = &[
+        ("symbolon_gateway_handshakes_total", "counter", "h"),
+        (
+            "symbolon_gateway_handshake_duration_seconds",
+            "histogram",
+            "d",
+        ),
+        (
+            "symbolon_gateway_certificate_expiry_timestamp_seconds",
+            "gauge",
+            "e",
+        ),
+    ];
+
     #[test]
     fn renders_prometheus_text() {
-        let m = Metrics::default();
+        let m = Metrics::new(crate::metrics::tests::HELP);
         m.inc(
             "symbolon_gateway_handshakes_total",
             &[("result", "error"), ("reason", "unknown_ca")],
