@@ -1,12 +1,13 @@
 //! The CA directory: its file layout, `ca.toml`, and loading the online
 //! issuer and store from it.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use symbolon_core::{Namespace, parse_duration};
 use symbolon_pki::{Issuer, input};
+use symbolon_server::Authority;
 use symbolon_store::Store;
 
 pub const ROOT_CERT: &str = "root.crt";
@@ -16,6 +17,7 @@ pub const INTERMEDIATE_KEY: &str = "intermediate.key";
 pub const BUNDLE: &str = "ca-bundle.pem";
 pub const STORE: &str = "symbolon.db";
 pub const CONFIG: &str = "ca.toml";
+pub const TOKEN_KEY: &str = "token.key";
 
 /// `ca.toml`, as written by `ca init` and edited by operators.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
@@ -28,6 +30,10 @@ pub struct CaConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub public_url: Option<String>,
     pub names: Namespace,
+    /// SPIFFE IDs or DNS names whose client certificates may use the admin
+    /// API of `ca serve` (list certificates, revoke any, create tokens).
+    #[serde(default)]
+    pub admins: Vec<String>,
     #[serde(default)]
     pub lifetimes: Lifetimes,
 }
@@ -148,10 +154,26 @@ pub fn load_settings(dir: &Path) -> anyhow::Result<Settings> {
 
 /// An opened CA: settings, the online issuer, the store.
 pub struct Ca {
-    pub dir: PathBuf,
     pub settings: Settings,
-    pub issuer: Issuer,
-    pub store: Store,
+    pub auth: Authority,
+}
+
+/// The token key: 32 random bytes, created on first use (0600).
+fn token_key(dir: &Path) -> anyhow::Result<Vec<u8>> {
+    let path = dir.join(TOKEN_KEY);
+    match std::fs::read(&path) {
+        Ok(k) if k.len() == 32 => Ok(k),
+        Ok(_) => bail!(
+            "{}: not a 32-byte token key; delete it to make a new one (outstanding tokens stop working)",
+            path.display()
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let k = symbolon_pki::new_token_key();
+            symbolon_pki::files::write_atomic(&path, &k, symbolon_pki::files::PRIVATE)?;
+            Ok(k)
+        }
+        Err(e) => Err(e).with_context(|| format!("{}: cannot read", path.display())),
+    }
 }
 
 impl Ca {
@@ -164,12 +186,21 @@ impl Ca {
         let issuer = Issuer::new(cert, key)
             .map_err(|e| anyhow::anyhow!("{}: {e}", cert_path.display()))?
             .with_public_url(settings.raw.public_url.clone());
+        let root = input::load_certificates(&dir.join(ROOT_CERT))?.remove(0);
+        let token_key = token_key(dir)?;
         let store = Store::open(&dir.join(STORE)).await?;
-        Ok(Ca {
-            dir: dir.to_path_buf(),
-            settings,
+        let auth = Authority {
             issuer,
             store,
-        })
+            namespace: settings.raw.names.clone(),
+            default_leaf: settings.default_leaf,
+            max_leaf: settings.max_leaf,
+            crl_next_update: settings.crl_next_update,
+            root,
+            token_key,
+            admins: settings.raw.admins.clone(),
+            config_hint: format!("lifetimes.max_leaf in {}", dir.join(CONFIG).display()),
+        };
+        Ok(Ca { settings, auth })
     }
 }

@@ -3,7 +3,9 @@
 //! (originate mTLS from a local plain-text listener).
 #![forbid(unsafe_code)]
 
+pub mod agent;
 pub mod gateway;
+pub mod metrics_server;
 mod zones;
 
 // === the public interface ===

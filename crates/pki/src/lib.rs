@@ -29,7 +29,9 @@ pub use inspect::{
 pub use issue::{IssuedCert, LeafSpec, Profile};
 pub use keys::{KeyInfo, KeyType, PBKDF2_ITERATIONS, check_spki_der, decrypt_pkcs8, encrypt_pkcs8};
 pub use serial::Serial;
-pub use token::{TokenClaims, TokenError, new_token_key, sign_token, verify_token};
+pub use token::{
+    TokenClaims, TokenError, new_token_key, sign_token, token_claims_unverified, verify_token,
+};
 pub use verify::{
     CertRef, ExpectedName, Purpose, VerifiedPath, VerifyError, VerifyOptions, verify,
 };

@@ -1,1 +1,13 @@
+//! The control plane: the CA's issuing logic and its HTTPS API
+//! (`symbolon ca serve`).
 #![forbid(unsafe_code)]
+
+mod api;
+mod authority;
+mod openapi;
+mod serve;
+
+// === the public interface ===
+pub use api::MAX_BODY;
+pub use authority::{Authority, IssueError};
+pub use serve::{METRICS, ServeOptions, run};

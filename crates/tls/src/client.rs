@@ -142,3 +142,127 @@ impl rustls::client::ResolvesClientCert for FixedClientCert {
         true
     }
 }
+
+// === talking to the CA (enroll, renew) ===
+
+/// How a client trusts the CA's HTTPS endpoint.
+#[derive(Clone, Debug)]
+pub enum CaAnchor {
+    /// Before enrollment: the root is not on disk yet. The server presents
+    /// it in its chain; it is trusted only if its SHA-256 matches this pin
+    /// (no trust on first use).
+    Pinned(String),
+    /// After enrollment: the root saved as `ca.pem`.
+    Root(CertificateDer<'static>),
+}
+
+#[derive(Debug)]
+struct CaVerifier {
+    anchor: CaAnchor,
+    host: Option<ExpectedName>,
+    algs: WebPkiSupportedAlgorithms,
+}
+
+impl ServerCertVerifier for CaVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let anchor: CertificateDer<'static> = match &self.anchor {
+            CaAnchor::Root(r) => r.clone(),
+            CaAnchor::Pinned(fp) => {
+                let want = fp.replace(':', "").to_ascii_lowercase();
+                match intermediates
+                    .iter()
+                    .find(|c| symbolon_pki::sha256_hex(c) == want)
+                {
+                    Some(c) => c.clone().into_owned(),
+                    None => {
+                        let seen: Vec<String> = intermediates
+                            .iter()
+                            .map(|c| symbolon_pki::sha256_hex(c))
+                            .collect();
+                        tracing::error!(
+                            reason = "unknown_ca",
+                            "the CA presented no root with the pinned fingerprint {want} (it presented {seen:?}); check --fingerprint"
+                        );
+                        return Err(rustls::Error::InvalidCertificate(
+                            rustls::CertificateError::UnknownIssuer,
+                        ));
+                    }
+                }
+            }
+        };
+        let at = OffsetDateTime::UNIX_EPOCH + Duration::from_secs(now.as_secs());
+        let trust = [anchor];
+        let opts = VerifyOptions {
+            trust: &trust,
+            intermediates,
+            crls: &[],
+            at,
+            purpose: Purpose::Server,
+            name: self.host.clone(),
+            max_intermediates: 4,
+        };
+        symbolon_pki::verify(end_entity, &opts).map_err(|e| {
+            tracing::error!(reason = %e.reason, "the CA's certificate is refused: {}", e.message);
+            rustls::Error::InvalidCertificate(crate::certificate_error(e.reason))
+        })?;
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algs)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algs)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algs.supported_schemes()
+    }
+}
+
+/// A client config for the CA's API: the CA is authenticated by `anchor`
+/// and its certificate must name `host` (DNS name or IP address); our own
+/// certificate is presented when given (renewal, admin calls).
+pub fn ca_client_config(
+    anchor: CaAnchor,
+    host: &str,
+    client_cert: Option<Arc<CertifiedKey>>,
+) -> Result<Arc<ClientConfig>, TlsError> {
+    let provider = crate::provider();
+    let host = match host.parse::<std::net::IpAddr>() {
+        Ok(ip) => ExpectedName::Ip(ip),
+        Err(_) => ExpectedName::Dns(host.trim_end_matches('.').to_ascii_lowercase()),
+    };
+    let verifier = Arc::new(CaVerifier {
+        anchor,
+        host: Some(host),
+        algs: provider.signature_verification_algorithms,
+    });
+    let builder = ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(crate::PROTOCOL_VERSIONS)?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier);
+    let config = match client_cert {
+        Some(c) => builder.with_client_cert_resolver(Arc::new(FixedClientCert(c))),
+        None => builder.with_no_client_auth(),
+    };
+    Ok(Arc::new(config))
+}

@@ -43,6 +43,20 @@ pub fn load_certified_key(cert: &Path, key: &Path) -> Result<Arc<CertifiedKey>, 
     Ok(Arc::new(ck))
 }
 
+/// A certified key from DER: the chain (leaf first) and a PKCS#8 key.
+pub fn certified_key_from_der(
+    chain: Vec<CertificateDer<'static>>,
+    pkcs8: Vec<u8>,
+) -> Result<Arc<CertifiedKey>, TlsError> {
+    let provider = crate::provider();
+    let signing = provider
+        .key_provider
+        .load_private_key(PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(pkcs8)))?;
+    let ck = CertifiedKey::new(chain, signing);
+    ck.keys_match()?;
+    Ok(Arc::new(ck))
+}
+
 /// Trusted CA certificates, plus their subjects as sent in the
 /// CertificateRequest (so clients such as `openssl s_client` and
 /// `sslscan --show-client-cas` see exactly the configured CAs).
@@ -54,6 +68,19 @@ pub struct TrustBundle {
 }
 
 impl TrustBundle {
+    /// A bundle from certificates already in memory.
+    pub fn from_certs(certs: Vec<CertificateDer<'static>>) -> TrustBundle {
+        let subjects = certs
+            .iter()
+            .map(|c| DistinguishedName::from(symbolon_pki::subject_der(c).unwrap_or_default()))
+            .collect();
+        TrustBundle {
+            certs,
+            subjects,
+            source: PathBuf::new(),
+        }
+    }
+
     pub fn load(path: &Path) -> Result<TrustBundle, TlsError> {
         let certs = input::load_certificates(path)?;
         let mut subjects = Vec::with_capacity(certs.len());

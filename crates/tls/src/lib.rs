@@ -9,8 +9,8 @@ mod credentials;
 mod server;
 
 // === the public interface ===
-pub use client::{ClientTls, ServerIdentity};
-pub use credentials::{TlsError, TrustBundle, load_certified_key};
+pub use client::{CaAnchor, ClientTls, ServerIdentity, ca_client_config};
+pub use credentials::{TlsError, TrustBundle, certified_key_from_der, load_certified_key};
 pub use server::{ClientAuthMode, HandshakeOutcome, ServerTls, SessionState};
 
 use std::sync::Arc;

@@ -9,10 +9,9 @@ use symbolon_core::{Identity, IpNet, Namespace, format_delta, format_duration};
 use symbolon_pki::PublicKeyData;
 use symbolon_pki::files::{self, PRIVATE, PUBLIC};
 use symbolon_pki::{
-    CaOptions, IssuedCert, KeyType, LeafSpec, Profile, RevocationReason, RevokedEntry, Serial,
-    input, to_pem,
+    CaOptions, IssuedCert, KeyType, LeafSpec, Profile, RevocationReason, Serial, input, to_pem,
 };
-use symbolon_store::{CertificateRecord, ListFilter, RevokeOutcome, Store};
+use symbolon_store::{ListFilter, RevokeOutcome, Store};
 use time::OffsetDateTime;
 
 use super::DirArg;
@@ -138,6 +137,7 @@ pub async fn init(args: InitArgs) -> CmdResult {
             ip,
             uri: args.permit_uri.clone(),
         },
+        admins: vec![format!("spiffe://{td}/admin")],
         lifetimes: Lifetimes::default(),
     };
     let config_path = dir.join(ca_dir::CONFIG);
@@ -249,54 +249,14 @@ pub async fn init(args: InitArgs) -> CmdResult {
 
 // === issuance, shared by issue and sign ===
 
-fn record_of(ca: &Ca, cert: &IssuedCert, now: OffsetDateTime) -> CertificateRecord {
-    CertificateRecord {
-        serial: cert.serial.to_hex(),
-        issuer: ca.issuer.subject().to_string(),
-        subject: cert.subject.clone(),
-        identities: cert.identities.iter().map(|i| i.to_string()).collect(),
-        profile: cert.profile.to_string(),
-        not_before: cert.not_before,
-        not_after: cert.not_after,
-        fingerprint: cert.fingerprint(),
-        der: cert.der.to_vec(),
-        issued_at: now,
-        revoked_at: None,
-        revocation_reason: None,
-    }
-}
-
-fn check_request(ca: &Ca, spec: &LeafSpec) -> anyhow::Result<()> {
-    for id in &spec.identities {
-        ca.settings
-            .raw
-            .names
-            .check(id)
-            .map_err(|e| anyhow!("refused: {e}"))?;
-    }
-    if spec.lifetime > ca.settings.max_leaf {
-        bail!(
-            "refused: lifetime {} is longer than this CA grants ({}, lifetimes.max_leaf in {})",
-            format_duration(spec.lifetime),
-            ca.settings.raw.lifetimes.max_leaf,
-            ca.dir.join(ca_dir::CONFIG).display()
-        );
-    }
-    Ok(())
-}
-
 /// Signs in memory; nothing is handed out until [`record`] succeeds.
 fn sign_leaf(ca: &Ca, spki: &[u8], spec: &LeafSpec) -> anyhow::Result<IssuedCert> {
-    check_request(ca, spec)?;
-    Ok(ca.issuer.issue(spki, spec, OffsetDateTime::now_utc())?)
+    Ok(ca.auth.sign(spki, spec)?)
 }
 
 /// Records a signed certificate durably (returns after the commit).
 async fn record(ca: &Ca, cert: &IssuedCert) -> anyhow::Result<()> {
-    ca.store
-        .record_issued(&record_of(ca, cert, OffsetDateTime::now_utc()))
-        .await?;
-    Ok(())
+    Ok(ca.auth.record(cert).await?)
 }
 
 /// Refuses an output path whose directory is missing or that exists
@@ -432,7 +392,7 @@ pub async fn issue(args: IssueArgs) -> CmdResult {
         anyhow::Ok(cert)
     }
     .await;
-    ca.store.close().await;
+    ca.auth.store.close().await;
     let cert = outcome?;
 
     if args.json {
@@ -517,7 +477,7 @@ pub async fn sign(args: SignArgs) -> CmdResult {
         anyhow::Ok(cert)
     }
     .await;
-    ca.store.close().await;
+    ca.auth.store.close().await;
     let cert = outcome?;
     match &args.out {
         Some(path) => {
@@ -576,8 +536,8 @@ pub async fn revoke(args: RevokeArgs) -> CmdResult {
     let ca = Ca::open(&args.dir.dir).await?;
     let hex = serial.to_hex();
     let now = OffsetDateTime::now_utc();
-    let outcome = ca.store.revoke(&hex, args.reason.as_str(), now).await;
-    ca.store.close().await;
+    let outcome = ca.auth.store.revoke(&hex, args.reason.as_str(), now).await;
+    ca.auth.store.close().await;
     let outcome = outcome?;
     match outcome {
         RevokeOutcome::Revoked => {
@@ -617,32 +577,8 @@ pub struct CrlArgs {
 pub async fn crl(args: CrlArgs) -> CmdResult {
     let ca = Ca::open(&args.dir.dir).await?;
     let now = OffsetDateTime::now_utc();
-    let outcome = async {
-        let ahead = args.next_update.unwrap_or(ca.settings.crl_next_update);
-        let next = now
-            + time::Duration::try_from(ahead)
-                .map_err(|_| anyhow!("--next-update: out of range"))?;
-        let record = ca
-            .store
-            .issue_crl(now, next, |number, revoked| {
-                let entries = revoked
-                    .iter()
-                    .map(|r| {
-                        Ok(RevokedEntry {
-                            serial: Serial::parse_hex(&r.serial)
-                                .map_err(|e| anyhow!("store holds a bad serial: {e}"))?,
-                            revoked_at: r.revoked_at,
-                            reason: r.reason.parse().unwrap_or(RevocationReason::Unspecified),
-                        })
-                    })
-                    .collect::<anyhow::Result<Vec<_>>>()?;
-                Ok::<_, anyhow::Error>(ca.issuer.sign_crl(number, now, next, &entries)?.to_vec())
-            })
-            .await??;
-        anyhow::Ok(record)
-    }
-    .await;
-    ca.store.close().await;
+    let outcome = ca.auth.publish_crl(args.next_update).await;
+    ca.auth.store.close().await;
     let record = outcome?;
     let bytes = if args.der {
         record.der.clone()
@@ -707,8 +643,8 @@ pub async fn list(args: ListArgs) -> CmdResult {
         expiring_within: args.expiring_within,
         revoked_only: args.revoked,
     };
-    let records = ca.store.list(&filter, now).await;
-    ca.store.close().await;
+    let records = ca.auth.store.list(&filter, now).await;
+    ca.auth.store.close().await;
     let records = records?;
     if args.json {
         let items: Vec<ListedJson> = records

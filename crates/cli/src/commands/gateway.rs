@@ -30,6 +30,11 @@ pub struct GatewayArgs {
     check: bool,
 }
 
+/// Human-readable logs on stderr, for the long-running commands.
+pub fn init_logging_human() {
+    init_logging(LogFormat::Human);
+}
+
 fn init_logging(format: LogFormat) {
     // SYMBOLON_LOG: error, warn, info (default) or debug.
     let level = match std::env::var("SYMBOLON_LOG")

@@ -3,6 +3,7 @@
 mod ca;
 mod cert;
 mod gateway;
+mod serve;
 
 use std::path::PathBuf;
 
@@ -28,6 +29,10 @@ enum Command {
     Cert(CertCommand),
     /// Run the mTLS gateway (server or client mode, from its config file).
     Gateway(gateway::GatewayArgs),
+    /// Get a first certificate from the CA with a one-time token.
+    Enroll(serve::EnrollArgs),
+    /// Keep a certificate fresh: renew before expiry, install atomically, run a hook.
+    Agent(serve::AgentArgs),
     /// Ask a gateway's policy what it decides for a certificate.
     #[command(subcommand)]
     Policy(PolicyCommand),
@@ -53,6 +58,10 @@ pub enum CaCommand {
     Crl(ca::CrlArgs),
     /// List issued certificates.
     List(ca::ListArgs),
+    /// Run the CA online: enrollment, renewal, revocation, CRL (HTTPS API).
+    Serve(serve::ServeArgs),
+    /// Create a one-time enrollment token for given identities.
+    Token(serve::TokenArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -80,12 +89,16 @@ pub async fn run(cli: Cli) -> CmdResult {
             CaCommand::Revoke(a) => ca::revoke(a).await,
             CaCommand::Crl(a) => ca::crl(a).await,
             CaCommand::List(a) => ca::list(a).await,
+            CaCommand::Serve(a) => serve::serve(a).await,
+            CaCommand::Token(a) => serve::token(a).await,
         },
         Command::Cert(c) => match c {
             CertCommand::Inspect(a) => cert::inspect(a),
             CertCommand::Verify(a) => cert::verify(a),
         },
         Command::Gateway(a) => gateway::run(a).await,
+        Command::Enroll(a) => serve::enroll(a).await,
+        Command::Agent(a) => serve::agent(a).await,
         Command::Policy(PolicyCommand::Check(a)) => gateway::policy_check(a),
     }
 }

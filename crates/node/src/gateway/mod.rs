@@ -12,9 +12,6 @@ pub mod tcp;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::Full;
-use hyper_util::rt::TokioIo;
 pub use symbolon_core::Metrics;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -121,41 +118,8 @@ async fn bind(addr: std::net::SocketAddr, key: &str) -> Result<TcpListener, Stri
 }
 
 async fn start_metrics(cfg: &Loaded, metrics: Arc<Metrics>) -> Result<(), String> {
-    let Some(addr) = cfg.metrics else {
-        return Ok(());
-    };
-    let listener = bind(addr, "metrics.listen").await?;
-    tokio::spawn(async move {
-        loop {
-            let Ok((tcp, _)) = listener.accept().await else {
-                continue;
-            };
-            let metrics = metrics.clone();
-            tokio::spawn(async move {
-                let svc = hyper::service::service_fn(
-                    move |req: hyper::Request<hyper::body::Incoming>| {
-                        let metrics = metrics.clone();
-                        async move {
-                            if req.uri().path() == "/metrics" {
-                                hyper::Response::builder()
-                                    .header(
-                                        "content-type",
-                                        "text/plain; version=0.0.4; charset=utf-8",
-                                    )
-                                    .body(Full::new(Bytes::from(metrics.render())))
-                            } else {
-                                hyper::Response::builder().status(404).body(Full::new(
-                                    Bytes::from_static(b"not found; try /metrics\n"),
-                                ))
-                            }
-                        }
-                    },
-                );
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(tcp), svc)
-                    .await;
-            });
-        }
-    });
-    Ok(())
+    match cfg.metrics {
+        Some(addr) => crate::metrics_server::start(addr, "metrics.listen", metrics).await,
+        None => Ok(()),
+    }
 }

@@ -1,0 +1,124 @@
+//! A small HTTPS client for the CA's API: one request per connection,
+//! the CA authenticated by a pinned root or `ca.pem`, optionally mTLS.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::ServerName;
+use rustls::sign::CertifiedKey;
+use symbolon_tls::CaAnchor;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+/// A CA endpoint: `https://host:port` (path prefix ignored).
+#[derive(Clone, Debug)]
+pub struct CaUrl {
+    pub host: String,
+    pub port: u16,
+}
+
+impl CaUrl {
+    pub fn parse(url: &str) -> Result<CaUrl, String> {
+        let rest = url
+            .strip_prefix("https://")
+            .ok_or_else(|| format!("--ca {url:?}: must start with https://"))?;
+        let authority = rest.split('/').next().unwrap_or("");
+        let (host, port) = match authority.rsplit_once(':') {
+            Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => (
+                h.trim_start_matches('[').trim_end_matches(']').to_string(),
+                p.parse().map_err(|_| format!("--ca {url:?}: bad port"))?,
+            ),
+            _ => (authority.to_string(), 443),
+        };
+        if host.is_empty() {
+            return Err(format!("--ca {url:?}: no host"));
+        }
+        Ok(CaUrl { host, port })
+    }
+}
+
+/// What went wrong talking to the CA.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// The CA could not be reached or the TLS handshake failed.
+    #[error("cannot reach the CA at {url}: {detail}")]
+    Unreachable { url: String, detail: String },
+    /// The CA answered with a refusal.
+    #[error("the CA refused ({status}): {reason}: {message}")]
+    Refused {
+        status: u16,
+        reason: String,
+        message: String,
+    },
+}
+
+impl CallError {
+    /// Refusals are final for this request; an unreachable CA may come back.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, CallError::Unreachable { .. })
+            || matches!(self, CallError::Refused { status, .. } if *status >= 500)
+    }
+}
+
+/// POSTs JSON to `path` and returns the JSON answer.
+pub async fn post_json(
+    ca: &CaUrl,
+    anchor: CaAnchor,
+    client_cert: Option<Arc<CertifiedKey>>,
+    path: &str,
+    body: &serde_json::Value,
+) -> Result<serde_json::Value, CallError> {
+    let url = format!("https://{}:{}", ca.host, ca.port);
+    let unreachable = |detail: String| CallError::Unreachable {
+        url: url.clone(),
+        detail,
+    };
+    let config = symbolon_tls::ca_client_config(anchor, &ca.host, client_cert)
+        .map_err(|e| unreachable(e.to_string()))?;
+    let name = ServerName::try_from(ca.host.clone()).map_err(|e| unreachable(e.to_string()))?;
+    let work = async {
+        let tcp = TcpStream::connect((ca.host.as_str(), ca.port))
+            .await
+            .map_err(|e| unreachable(e.to_string()))?;
+        let tls = TlsConnector::from(config)
+            .connect(name, tcp)
+            .await
+            .map_err(|e| unreachable(format!("TLS: {e}")))?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+            .await
+            .map_err(|e| unreachable(e.to_string()))?;
+        tokio::spawn(conn);
+        let req = hyper::Request::post(path)
+            .header(hyper::header::HOST, format!("{}:{}", ca.host, ca.port))
+            .header(hyper::header::CONTENT_TYPE, "application/json")
+            .body(Full::new(Bytes::from(body.to_string())))
+            .map_err(|e| unreachable(e.to_string()))?;
+        let resp = sender
+            .send_request(req)
+            .await
+            .map_err(|e| unreachable(e.to_string()))?;
+        let status = resp.status().as_u16();
+        let bytes = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| unreachable(e.to_string()))?
+            .to_bytes();
+        let json: serde_json::Value =
+            serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+        if status >= 400 {
+            return Err(CallError::Refused {
+                status,
+                reason: json["reason"].as_str().unwrap_or("unknown").to_string(),
+                message: json["message"].as_str().unwrap_or("").to_string(),
+            });
+        }
+        Ok(json)
+    };
+    tokio::time::timeout(Duration::from_secs(30), work)
+        .await
+        .unwrap_or_else(|_| Err(unreachable("no answer within 30s".into())))
+}

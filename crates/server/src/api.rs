@@ -1,0 +1,669 @@
+//! The JSON API under `/v1/`. Every refusal is a 4xx with a stable reason
+//! code and a sentence, and nothing is recorded for it.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use bytes::Bytes;
+use symbolon_core::{Identity, Metrics, PeerCert, format_duration, parse_duration};
+use symbolon_pki::{BACKDATE, LeafSpec, Profile, RevocationReason, Serial};
+use symbolon_store::{CertStatus, ListFilter, Redeemed, RevokeOutcome};
+use time::OffsetDateTime;
+
+use crate::{Authority, IssueError};
+
+/// Request bodies (JSON with a PEM CSR) are small; anything larger is
+/// refused before it is parsed.
+pub const MAX_BODY: usize = 64 * 1024;
+/// Failed token attempts allowed per client address per minute.
+const TOKEN_FAILURES_PER_MINUTE: u32 = 20;
+
+/// The verified client certificate of the connection, if any.
+#[derive(Clone, Debug)]
+pub struct Peer(pub Option<PeerCert>);
+
+/// The client's address.
+#[derive(Clone, Copy, Debug)]
+pub struct Remote(pub SocketAddr);
+
+#[derive(Debug)]
+pub struct AppState {
+    pub auth: Authority,
+    pub metrics: Arc<Metrics>,
+    failures: Mutex<HashMap<IpAddr, (Instant, u32)>>,
+}
+
+impl AppState {
+    pub fn new(auth: Authority, metrics: Arc<Metrics>) -> AppState {
+        AppState {
+            auth,
+            metrics,
+            failures: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn rate_limited(&self, ip: IpAddr) -> bool {
+        let Ok(f) = self.failures.lock() else {
+            return false;
+        };
+        match f.get(&ip) {
+            Some((start, n)) if start.elapsed() < Duration::from_secs(60) => {
+                *n >= TOKEN_FAILURES_PER_MINUTE
+            }
+            _ => false,
+        }
+    }
+
+    fn count_failure(&self, ip: IpAddr) {
+        if let Ok(mut f) = self.failures.lock() {
+            let e = f.entry(ip).or_insert((Instant::now(), 0));
+            if e.0.elapsed() >= Duration::from_secs(60) {
+                *e = (Instant::now(), 0);
+            }
+            e.1 += 1;
+            // Bound memory under a flood of distinct addresses.
+            if f.len() > 100_000 {
+                f.retain(|_, (start, _)| start.elapsed() < Duration::from_secs(60));
+            }
+        }
+    }
+}
+
+/// A refusal: HTTP status, stable reason code, sentence.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub reason: &'static str,
+    pub message: String,
+}
+
+fn err(status: StatusCode, reason: &'static str, message: impl Into<String>) -> ApiError {
+    ApiError {
+        status,
+        reason,
+        message: message.into(),
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (
+            self.status,
+            Json(serde_json::json!({"reason": self.reason, "message": self.message})),
+        )
+            .into_response()
+    }
+}
+
+impl From<IssueError> for ApiError {
+    fn from(e: IssueError) -> ApiError {
+        match e {
+            IssueError::NotPermitted(m) => err(StatusCode::FORBIDDEN, "name_not_permitted", m),
+            IssueError::Pki(symbolon_pki::PkiError::Refused(m)) => {
+                err(StatusCode::BAD_REQUEST, "bad_csr", m)
+            }
+            IssueError::Pki(e) => err(StatusCode::BAD_REQUEST, "bad_csr", e.to_string()),
+            IssueError::Store(e) => {
+                tracing::error!("store failure: {e}");
+                err(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "store_unavailable",
+                    "the CA cannot record certificates right now; nothing was issued",
+                )
+            }
+        }
+    }
+}
+
+fn body_json<T: serde::de::DeserializeOwned>(
+    body: Result<Bytes, BytesRejection>,
+) -> Result<T, ApiError> {
+    let bytes = body.map_err(|r| {
+        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            err(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                format!("request bodies are limited to {MAX_BODY} bytes"),
+            )
+        } else {
+            err(StatusCode::BAD_REQUEST, "malformed", r.body_text())
+        }
+    })?;
+    serde_json::from_slice(&bytes).map_err(|e| {
+        err(
+            StatusCode::BAD_REQUEST,
+            "malformed",
+            format!("the body is not the expected JSON: {e}"),
+        )
+    })
+}
+
+fn require_peer(peer: &Peer) -> Result<&PeerCert, ApiError> {
+    peer.0.as_ref().ok_or_else(|| {
+        err(
+            StatusCode::UNAUTHORIZED,
+            "no_client_cert",
+            "this endpoint needs a client certificate issued by this CA (mTLS)",
+        )
+    })
+}
+
+fn require_admin<'a>(state: &AppState, peer: &'a Peer) -> Result<&'a PeerCert, ApiError> {
+    let p = require_peer(peer)?;
+    if state.auth.is_admin(p) {
+        Ok(p)
+    } else {
+        Err(err(
+            StatusCode::FORBIDDEN,
+            "not_admin",
+            format!(
+                "{} is not an admin of this CA (admins in ca.toml)",
+                p.spiffe_id
+                    .clone()
+                    .or_else(|| p.dns.first().cloned())
+                    .unwrap_or_else(|| p.subject.clone())
+            ),
+        ))
+    }
+}
+
+#[derive(serde::Serialize)]
+pub struct IssuedJson {
+    /// Leaf then intermediate, PEM.
+    pub certificate: String,
+    /// The root, PEM: the trust anchor to save as ca.pem.
+    pub ca: String,
+    pub serial: String,
+    pub not_after: String,
+}
+
+fn issued_json(auth: &Authority, cert: &symbolon_pki::IssuedCert) -> IssuedJson {
+    IssuedJson {
+        certificate: cert.chain_pem(),
+        ca: symbolon_pki::to_pem("CERTIFICATE", &auth.root),
+        serial: cert.serial.to_hex(),
+        not_after: symbolon_pki::rfc3339(cert.not_after),
+    }
+}
+
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/v1/enroll", post(enroll))
+        .route("/v1/renew", post(renew))
+        .route("/v1/revoke", post(revoke))
+        .route("/v1/tokens", post(create_token))
+        .route("/v1/crl", get(crl))
+        .route("/v1/roots", get(roots))
+        .route("/v1/certificates", get(certificates))
+        .route("/v1/openapi.json", get(openapi))
+        .route("/metrics", get(metrics))
+        .fallback(|| async {
+            err(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "no such endpoint; see /v1/openapi.json",
+            )
+        })
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(state)
+}
+
+// === enroll ===
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EnrollBody {
+    token: String,
+    /// PEM CSR.
+    csr: String,
+}
+
+fn csr_der(pem_text: &str) -> Result<Vec<u8>, ApiError> {
+    let block = pem::parse(pem_text.trim()).map_err(|e| {
+        err(
+            StatusCode::BAD_REQUEST,
+            "bad_csr",
+            format!("csr: not PEM ({e})"),
+        )
+    })?;
+    if !matches!(
+        block.tag(),
+        "CERTIFICATE REQUEST" | "NEW CERTIFICATE REQUEST"
+    ) {
+        return Err(err(
+            StatusCode::BAD_REQUEST,
+            "bad_csr",
+            format!(
+                "csr: a PEM \"{}\" block, not a CERTIFICATE REQUEST",
+                block.tag()
+            ),
+        ));
+    }
+    Ok(block.into_contents())
+}
+
+async fn enroll(
+    State(state): State<Arc<AppState>>,
+    Extension(remote): Extension<Remote>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<IssuedJson>, ApiError> {
+    let ip = remote.0.ip();
+    if state.rate_limited(ip) {
+        state.metrics.inc(
+            "symbolon_ca_token_refusals_total",
+            &[("reason", "rate_limited")],
+        );
+        return Err(err(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            "too many failed token attempts from this address; wait a minute",
+        ));
+    }
+    let result = enroll_inner(&state, body).await;
+    if let Err(e) = &result {
+        if e.reason.starts_with("token_") {
+            state.count_failure(ip);
+            state
+                .metrics
+                .inc("symbolon_ca_token_refusals_total", &[("reason", e.reason)]);
+        }
+        state.metrics.inc(
+            "symbolon_ca_certificates_issued_total",
+            &[("operation", "enroll"), ("outcome", e.reason)],
+        );
+        tracing::warn!(reason = e.reason, remote = %remote.0, "enroll refused: {}", e.message);
+    }
+    result
+}
+
+async fn enroll_inner(
+    state: &AppState,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<IssuedJson>, ApiError> {
+    let body: EnrollBody = body_json(body)?;
+    let claims = symbolon_pki::verify_token(&state.auth.token_key, &body.token)
+        .map_err(|e| err(StatusCode::FORBIDDEN, "token_invalid", e.to_string()))?;
+    if OffsetDateTime::now_utc().unix_timestamp() >= claims.expires_at {
+        return Err(err(
+            StatusCode::FORBIDDEN,
+            "token_expired",
+            "the token has expired; ask for a new one (symbolon ca token)",
+        ));
+    }
+    let allowed = claims
+        .parsed_identities()
+        .map_err(|e| err(StatusCode::FORBIDDEN, "token_invalid", e))?;
+    let csr = symbolon_pki::check_csr(&csr_der(&body.csr)?)
+        .map_err(|e| err(StatusCode::BAD_REQUEST, "bad_csr", e.to_string()))?;
+    if let Some(extra) = csr.identities.iter().find(|i| !allowed.contains(i)) {
+        return Err(err(
+            StatusCode::FORBIDDEN,
+            "name_not_permitted",
+            format!(
+                "the CSR asks for {extra}, which the token does not allow (it allows {})",
+                claims.identities.join(", ")
+            ),
+        ));
+    }
+    let spec = LeafSpec {
+        profile: Profile::default_for(&csr.identities),
+        identities: csr.identities.clone(),
+        common_name: csr.common_name.clone().filter(|cn| cn.len() <= 64),
+        lifetime: state.auth.default_leaf,
+    };
+    spec.validate()
+        .map_err(|e| err(StatusCode::BAD_REQUEST, "bad_csr", e.to_string()))?;
+    let cert = state.auth.sign(&csr.spki_der, &spec)?;
+    match state.auth.redeem(&claims.id, &cert).await? {
+        Redeemed::Recorded => {}
+        Redeemed::AlreadyUsed { at } => {
+            return Err(err(
+                StatusCode::FORBIDDEN,
+                "token_used",
+                format!(
+                    "the token was already used at {}; tokens are single-use",
+                    symbolon_pki::rfc3339(at)
+                ),
+            ));
+        }
+        Redeemed::Expired { .. } => {
+            return Err(err(
+                StatusCode::FORBIDDEN,
+                "token_expired",
+                "the token has expired; ask for a new one",
+            ));
+        }
+        Redeemed::UnknownToken => {
+            return Err(err(
+                StatusCode::FORBIDDEN,
+                "token_invalid",
+                "this CA has no record of the token",
+            ));
+        }
+    }
+    state.metrics.inc(
+        "symbolon_ca_certificates_issued_total",
+        &[("operation", "enroll"), ("outcome", "issued")],
+    );
+    tracing::info!(serial = %cert.serial, identities = ?claims.identities, "enrolled");
+    Ok(Json(issued_json(&state.auth, &cert)))
+}
+
+// === renew ===
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RenewBody {
+    csr: String,
+}
+
+async fn renew(
+    State(state): State<Arc<AppState>>,
+    Extension(peer): Extension<Peer>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<IssuedJson>, ApiError> {
+    let result = renew_inner(&state, &peer, body).await;
+    let outcome = match &result {
+        Ok(_) => "issued",
+        Err(e) => {
+            tracing::warn!(reason = e.reason, "renew refused: {}", e.message);
+            e.reason
+        }
+    };
+    state.metrics.inc(
+        "symbolon_ca_certificates_issued_total",
+        &[("operation", "renew"), ("outcome", outcome)],
+    );
+    result
+}
+
+async fn renew_inner(
+    state: &AppState,
+    peer: &Peer,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<IssuedJson>, ApiError> {
+    let p = require_peer(peer)?;
+    let current = state
+        .auth
+        .store
+        .get(&p.serial)
+        .await
+        .map_err(IssueError::from)?
+        .ok_or_else(|| {
+            err(
+                StatusCode::FORBIDDEN,
+                "unknown_certificate",
+                format!("serial {} was not issued by this CA", p.serial),
+            )
+        })?;
+    if current.revoked_at.is_some() {
+        return Err(err(
+            StatusCode::FORBIDDEN,
+            "revoked",
+            format!(
+                "certificate {} is revoked; enroll again with a new token",
+                p.serial
+            ),
+        ));
+    }
+    if current.not_after < OffsetDateTime::now_utc() {
+        return Err(err(
+            StatusCode::FORBIDDEN,
+            "expired",
+            "the certificate has expired; enroll again with a new token",
+        ));
+    }
+    let body: RenewBody = body_json(body)?;
+    let csr = symbolon_pki::check_csr(&csr_der(&body.csr)?)
+        .map_err(|e| err(StatusCode::BAD_REQUEST, "bad_csr", e.to_string()))?;
+    let held: Vec<Identity> = current
+        .identities
+        .iter()
+        .filter_map(|s| s.parse().ok())
+        .collect();
+    if let Some(extra) = csr.identities.iter().find(|i| !held.contains(i)) {
+        return Err(err(
+            StatusCode::FORBIDDEN,
+            "name_not_permitted",
+            format!("renewal keeps the identity: {extra} is not in the current certificate"),
+        ));
+    }
+    let lifetime =
+        (current.not_after - current.not_before - BACKDATE).max(time::Duration::seconds(10));
+    let lifetime = Duration::try_from(lifetime)
+        .unwrap_or(state.auth.default_leaf)
+        .min(state.auth.max_leaf);
+    let spec = LeafSpec {
+        profile: current.profile.parse().unwrap_or(Profile::Peer),
+        identities: csr.identities.clone(),
+        common_name: csr.common_name.clone().filter(|cn| cn.len() <= 64),
+        lifetime,
+    };
+    let cert = state.auth.sign(&csr.spki_der, &spec)?;
+    state.auth.record(&cert).await?;
+    tracing::info!(serial = %cert.serial, previous = %p.serial, "renewed for {}", format_duration(lifetime));
+    Ok(Json(issued_json(&state.auth, &cert)))
+}
+
+// === revoke ===
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RevokeBody {
+    serial: String,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+async fn revoke(
+    State(state): State<Arc<AppState>>,
+    Extension(peer): Extension<Peer>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let p = require_peer(&peer)?;
+    let body: RevokeBody = body_json(body)?;
+    let serial = Serial::parse_hex(&body.serial)
+        .map_err(|e| err(StatusCode::BAD_REQUEST, "malformed", e))?
+        .to_hex();
+    if serial != p.serial && !state.auth.is_admin(p) {
+        return Err(err(
+            StatusCode::FORBIDDEN,
+            "not_admin",
+            "only an admin may revoke another certificate; a certificate may revoke itself",
+        ));
+    }
+    let reason: RevocationReason = body
+        .reason
+        .as_deref()
+        .unwrap_or("unspecified")
+        .parse()
+        .map_err(|e: String| err(StatusCode::BAD_REQUEST, "malformed", e))?;
+    let now = OffsetDateTime::now_utc();
+    let outcome = state
+        .auth
+        .store
+        .revoke(&serial, reason.as_str(), now)
+        .await
+        .map_err(IssueError::from)?;
+    let (at, reason_text, changed) = match outcome {
+        RevokeOutcome::Revoked => (now, reason.as_str().to_string(), true),
+        RevokeOutcome::AlreadyRevoked { at, reason } => (at, reason, false),
+        RevokeOutcome::NotFound => {
+            return Err(err(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("serial {serial} was not issued by this CA"),
+            ));
+        }
+    };
+    let crl = if changed {
+        state.metrics.inc(
+            "symbolon_ca_revocations_total",
+            &[("reason", reason.as_str())],
+        );
+        tracing::info!(serial, reason = reason.as_str(), by = %p.serial, "revoked");
+        let crl = state.auth.publish_crl(None).await?;
+        crate::serve::note_crl(&state.metrics, &crl);
+        Some(crl.number)
+    } else {
+        None
+    };
+    Ok(Json(serde_json::json!({
+        "serial": serial,
+        "revoked_at": symbolon_pki::rfc3339(at),
+        "reason": reason_text,
+        "already_revoked": !changed,
+        "crl_number": crl,
+    })))
+}
+
+// === tokens (admin) ===
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokenBody {
+    identities: Vec<String>,
+    #[serde(default)]
+    ttl: Option<String>,
+}
+
+async fn create_token(
+    State(state): State<Arc<AppState>>,
+    Extension(peer): Extension<Peer>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    require_admin(&state, &peer)?;
+    let body: TokenBody = body_json(body)?;
+    let ids = body
+        .identities
+        .iter()
+        .map(|s| {
+            s.parse::<Identity>()
+                .map_err(|e| err(StatusCode::BAD_REQUEST, "malformed", e.to_string()))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let ttl = parse_duration(body.ttl.as_deref().unwrap_or("15m"))
+        .map_err(|e| err(StatusCode::BAD_REQUEST, "malformed", e.to_string()))?;
+    let (token, expires) = state.auth.create_token(&ids, ttl).await?;
+    Ok(Json(
+        serde_json::json!({"token": token, "expires_at": symbolon_pki::rfc3339(expires)}),
+    ))
+}
+
+// === CRL, roots, inventory ===
+
+async fn crl(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
+    let current = crate::serve::fresh_crl(&state).await?;
+    Ok((
+        [(header::CONTENT_TYPE, "application/pkix-crl")],
+        current.der,
+    )
+        .into_response())
+}
+
+async fn roots(State(state): State<Arc<AppState>>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/x-pem-file")],
+        symbolon_pki::to_pem("CERTIFICATE", &state.auth.root),
+    )
+        .into_response()
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    expiring_within: Option<String>,
+    status: Option<String>,
+}
+
+async fn certificates(
+    State(state): State<Arc<AppState>>,
+    Extension(peer): Extension<Peer>,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    require_admin(&state, &peer)?;
+    let Query(q) = query.map_err(|e| err(StatusCode::BAD_REQUEST, "malformed", e.body_text()))?;
+    let expiring_within = q
+        .expiring_within
+        .as_deref()
+        .map(parse_duration)
+        .transpose()
+        .map_err(|e| {
+            err(
+                StatusCode::BAD_REQUEST,
+                "malformed",
+                format!("expiring_within: {e}"),
+            )
+        })?;
+    let status = match q.status.as_deref() {
+        None => None,
+        Some("valid") => Some(CertStatus::Valid),
+        Some("expired") => Some(CertStatus::Expired),
+        Some("revoked") => Some(CertStatus::Revoked),
+        Some(other) => {
+            return Err(err(
+                StatusCode::BAD_REQUEST,
+                "malformed",
+                format!("status {other:?}: use valid, expired or revoked"),
+            ));
+        }
+    };
+    let now = OffsetDateTime::now_utc();
+    let filter = ListFilter {
+        expiring_within,
+        revoked_only: status == Some(CertStatus::Revoked),
+    };
+    let records = state
+        .auth
+        .store
+        .list(&filter, now)
+        .await
+        .map_err(IssueError::from)?;
+    let items: Vec<serde_json::Value> = records
+        .iter()
+        .filter(|r| status.is_none_or(|s| r.status(now) == s))
+        .map(|r| {
+            serde_json::json!({
+                "serial": r.serial,
+                "status": r.status(now).as_str(),
+                "identities": r.identities,
+                "profile": r.profile,
+                "not_before": symbolon_pki::rfc3339(r.not_before),
+                "not_after": symbolon_pki::rfc3339(r.not_after),
+                "sha256_fingerprint": r.fingerprint,
+                "revoked_at": r.revoked_at.map(symbolon_pki::rfc3339),
+                "revocation_reason": r.revocation_reason,
+            })
+        })
+        .collect();
+    Ok(Json(serde_json::Value::Array(items)))
+}
+
+async fn openapi() -> Json<serde_json::Value> {
+    Json(crate::openapi::document())
+}
+
+async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    if let Ok(Some(crl)) = state.auth.store.latest_crl().await {
+        let age = (OffsetDateTime::now_utc() - crl.this_update).as_seconds_f64();
+        state
+            .metrics
+            .gauge_set("symbolon_ca_crl_age_seconds", &[], age);
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
+        .into_response()
+}

@@ -1,0 +1,264 @@
+//! `ca serve`: HTTPS with a certificate the CA issues for itself, client
+//! certificates requested (required by the endpoints that need them), the
+//! API router, and background CRL refresh.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use symbolon_core::{Identity, Metrics};
+use symbolon_pki::{LeafSpec, Profile};
+use symbolon_store::CrlRecord;
+use symbolon_tls::{ClientAuthMode, ServerTls, SessionState, TrustBundle};
+use time::OffsetDateTime;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
+use tower::ServiceExt;
+
+use crate::api::{self, ApiError, AppState, Peer, Remote};
+use crate::{Authority, IssueError};
+
+/// Every CA metric, as rendered at /metrics.
+pub const METRICS: symbolon_core::MetricHelp = &[
+    (
+        "symbolon_ca_certificates_issued_total",
+        "counter",
+        "Issuance attempts by operation (enroll, renew) and outcome (issued or the refusal reason).",
+    ),
+    (
+        "symbolon_ca_revocations_total",
+        "counter",
+        "Revocations by reason.",
+    ),
+    (
+        "symbolon_ca_token_refusals_total",
+        "counter",
+        "Refused enrollment tokens by reason.",
+    ),
+    (
+        "symbolon_ca_crl_number",
+        "gauge",
+        "Number of the current CRL.",
+    ),
+    (
+        "symbolon_ca_crl_age_seconds",
+        "gauge",
+        "Seconds since the current CRL's thisUpdate.",
+    ),
+    (
+        "symbolon_ca_requests_total",
+        "counter",
+        "API requests by path and status.",
+    ),
+    (
+        "symbolon_ca_request_duration_seconds",
+        "histogram",
+        "API request latency.",
+    ),
+];
+
+#[derive(Debug)]
+pub struct ServeOptions {
+    pub listen: SocketAddr,
+    /// Host names and addresses the CA's own certificate is issued for.
+    pub names: Vec<Identity>,
+}
+
+pub fn note_crl(metrics: &Metrics, crl: &CrlRecord) {
+    metrics.gauge_set("symbolon_ca_crl_number", &[], crl.number as f64);
+}
+
+/// The latest CRL, regenerated when none exists or two thirds of its
+/// validity have passed (so relying parties never hold an expired one).
+pub async fn fresh_crl(state: &AppState) -> Result<CrlRecord, ApiError> {
+    let now = OffsetDateTime::now_utc();
+    let latest = state
+        .auth
+        .store
+        .latest_crl()
+        .await
+        .map_err(IssueError::from)?;
+    match latest {
+        Some(c) if now < c.this_update + (c.next_update - c.this_update) * 2 / 3 => Ok(c),
+        _ => {
+            let c = state.auth.publish_crl(None).await?;
+            note_crl(&state.metrics, &c);
+            Ok(c)
+        }
+    }
+}
+
+/// Issues (and records) the CA's own HTTPS certificate. The chain presented
+/// includes the root, so enrolling clients can match it against the pinned
+/// fingerprint.
+async fn own_tls(
+    auth: &Authority,
+    names: &[Identity],
+    sessions: &SessionState,
+) -> Result<(ServerTls, Duration), String> {
+    let key = symbolon_pki::KeyType::EcdsaP256
+        .generate()
+        .map_err(|e| e.to_string())?;
+    let lifetime = auth.max_leaf.min(Duration::from_secs(30 * 86_400));
+    let spec = LeafSpec {
+        identities: names.to_vec(),
+        common_name: None,
+        profile: Profile::Server,
+        lifetime,
+    };
+    // The CA's own names need not be inside the namespace it grants others.
+    let cert = auth
+        .issuer
+        .issue(
+            &symbolon_pki::PublicKeyData::subject_public_key_info(&key),
+            &spec,
+            OffsetDateTime::now_utc(),
+        )
+        .map_err(|e| format!("issuing the CA's own certificate: {e}"))?;
+    auth.record(&cert).await.map_err(|e| e.to_string())?;
+    let mut chain = cert.chain.clone();
+    chain.push(auth.root.clone());
+    let ck = symbolon_tls::certified_key_from_der(chain, key.serialize_der())
+        .map_err(|e| e.to_string())?;
+    let trust = Arc::new(TrustBundle::from_certs(vec![auth.root.clone()]));
+    let tls = ServerTls::new(
+        ck,
+        trust,
+        ClientAuthMode::Permissive,
+        vec![b"h2".to_vec(), b"http/1.1".to_vec()],
+        sessions,
+    );
+    Ok((tls, lifetime))
+}
+
+pub async fn run(auth: Authority, opts: ServeOptions) -> Result<(), String> {
+    let metrics = Arc::new(Metrics::new(METRICS));
+    let sessions = SessionState::new().map_err(|e| e.to_string())?;
+    let (tls, lifetime) = own_tls(&auth, &opts.names, &sessions).await?;
+    let listener = TcpListener::bind(opts.listen)
+        .await
+        .map_err(|e| format!("--listen {}: {e}", opts.listen))?;
+    let state = Arc::new(AppState::new(auth, metrics.clone()));
+    if let Ok(c) = fresh_crl(&state).await {
+        note_crl(&metrics, &c);
+    }
+    let (tx, rx) = watch::channel(Arc::new(tls));
+    tracing::info!(listen = %opts.listen, "CA serving");
+
+    // Renew our own certificate at two thirds of its life.
+    let renew_state = state.clone();
+    let names = opts.names.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(lifetime * 2 / 3).await;
+            match own_tls(&renew_state.auth, &names, &sessions).await {
+                Ok((t, _)) => {
+                    let _ = tx.send(Arc::new(t));
+                    tracing::info!("renewed the CA's own HTTPS certificate");
+                }
+                Err(e) => tracing::error!("renewing the CA's own HTTPS certificate failed: {e}"),
+            }
+        }
+    });
+    // Keep the CRL fresh even when nobody asks for it.
+    let crl_state = state.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            if let Err(e) = fresh_crl(&crl_state).await {
+                tracing::error!(reason = e.reason, "CRL refresh failed: {}", e.message);
+            }
+        }
+    });
+
+    let router = api::router(state.clone());
+    loop {
+        let Ok((tcp, remote)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let tls = rx.borrow().clone();
+        let router = router.clone();
+        let metrics = metrics.clone();
+        tokio::spawn(async move {
+            let Ok((cfg, outcome)) = tls.for_connection() else {
+                return;
+            };
+            let stream = match tokio::time::timeout(
+                Duration::from_secs(10),
+                TlsAcceptor::from(cfg).accept(tcp),
+            )
+            .await
+            {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    let detail = outcome
+                        .lock()
+                        .ok()
+                        .and_then(|mut o| o.take())
+                        .and_then(|r| r.err());
+                    match detail {
+                        Some(v) => {
+                            tracing::warn!(reason = %v.reason, remote = %remote, "handshake refused: {}", v.message)
+                        }
+                        None => tracing::debug!(remote = %remote, "handshake failed: {e}"),
+                    }
+                    return;
+                }
+                Err(_) => return,
+            };
+            let recorded = outcome.lock().ok().and_then(|mut o| o.take());
+            let peer = match recorded {
+                Some(Ok(path)) => Some(path.peer),
+                Some(Err(_)) => return,
+                None => match stream.get_ref().1.peer_certificates() {
+                    Some(chain) if !chain.is_empty() => match tls.reverify(chain) {
+                        Ok(p) => Some(p.peer),
+                        Err(e) => {
+                            tracing::warn!(reason = %e.reason, remote = %remote, "resumed session refused: {}", e.message);
+                            return;
+                        }
+                    },
+                    _ => None,
+                },
+            };
+            let peer = Peer(peer);
+            let svc = hyper::service::service_fn(
+                move |mut req: hyper::Request<hyper::body::Incoming>| {
+                    let router = router.clone();
+                    let metrics = metrics.clone();
+                    req.extensions_mut().insert(peer.clone());
+                    req.extensions_mut().insert(Remote(remote));
+                    async move {
+                        let started = std::time::Instant::now();
+                        let path = req.uri().path().to_string();
+                        let resp = router.oneshot(req.map(axum::body::Body::new)).await;
+                        if let Ok(r) = &resp {
+                            // Label by endpoint, never by user-supplied paths.
+                            let label = if path.starts_with("/v1/") || path == "/metrics" {
+                                path.as_str()
+                            } else {
+                                "other"
+                            };
+                            metrics.inc(
+                                "symbolon_ca_requests_total",
+                                &[("path", label), ("status", r.status().as_str())],
+                            );
+                            metrics.observe(
+                                "symbolon_ca_request_duration_seconds",
+                                &[],
+                                started.elapsed().as_secs_f64(),
+                            );
+                        }
+                        resp
+                    }
+                },
+            );
+            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(stream), svc)
+                .await;
+        });
+    }
+}
