@@ -110,8 +110,8 @@ impl LeafSpec {
         {
             return refuse("the common name must be 1 to 64 printable characters".into());
         }
-        if self.lifetime < Duration::from_secs(60) {
-            return refuse("the lifetime must be at least 1m".into());
+        if self.lifetime < Duration::from_secs(10) {
+            return refuse("the lifetime must be at least 10s (short lifetimes are for tests and demos; renewal needs time)".into());
         }
         Ok(())
     }

@@ -6,6 +6,7 @@ mod gw_support;
 mod support;
 
 mod bad_input;
+mod control_plane;
 mod gateway_http;
 mod gateway_ops;
 mod init;
