@@ -198,6 +198,10 @@ impl Issuer {
         }
     }
 
+    pub(crate) fn signing_key(&self) -> &KeyPair {
+        &self.key
+    }
+
     pub(crate) fn rcgen_issuer(&self) -> Result<rcgen::Issuer<'static, &KeyPair>, PkiError> {
         Ok(rcgen::Issuer::from_ca_cert_der(&self.cert, &self.key)?)
     }

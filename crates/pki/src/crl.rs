@@ -51,6 +51,19 @@ impl RevocationReason {
         }
     }
 
+    /// The CRLReason enumeration value (RFC 5280 §5.3.1).
+    pub fn code(self) -> u8 {
+        match self {
+            RevocationReason::Unspecified => 0,
+            RevocationReason::KeyCompromise => 1,
+            RevocationReason::CaCompromise => 2,
+            RevocationReason::AffiliationChanged => 3,
+            RevocationReason::Superseded => 4,
+            RevocationReason::CessationOfOperation => 5,
+            RevocationReason::CertificateHold => 6,
+        }
+    }
+
     fn to_rcgen(self) -> Option<rcgen::RevocationReason> {
         use rcgen::RevocationReason as R;
         match self {

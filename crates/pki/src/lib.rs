@@ -13,6 +13,7 @@ pub mod input;
 mod inspect;
 mod issue;
 mod keys;
+mod ocsp;
 mod serial;
 mod token;
 mod verify;
@@ -28,6 +29,7 @@ pub use inspect::{
 };
 pub use issue::{IssuedCert, LeafSpec, Profile};
 pub use keys::{KeyInfo, KeyType, PBKDF2_ITERATIONS, check_spki_der, decrypt_pkcs8, encrypt_pkcs8};
+pub use ocsp::{CertId, OcspFailure, OcspRequest, OcspStatus, ocsp_failure, parse_ocsp_request};
 pub use serial::Serial;
 pub use token::{
     TokenClaims, TokenError, new_token_key, sign_token, token_claims_unverified, verify_token,

@@ -201,6 +201,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/revoke", post(revoke))
         .route("/v1/tokens", post(create_token))
         .route("/v1/crl", get(crl))
+        .route("/v1/ocsp", post(ocsp_post))
+        .route("/v1/ocsp/{*request}", get(ocsp_get))
         .route("/v1/roots", get(roots))
         .route("/v1/certificates", get(certificates))
         .route("/v1/openapi.json", get(openapi))
@@ -666,4 +668,97 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
         state.metrics.render(),
     )
         .into_response()
+}
+
+// === OCSP (RFC 6960) ===
+
+fn ocsp_bytes(body: Vec<u8>) -> Response {
+    ([(header::CONTENT_TYPE, "application/ocsp-response")], body).into_response()
+}
+
+/// Answers one OCSP request: good / revoked / unknown from the store,
+/// signed by the issuing CA, nonce echoed. Protocol-level failures are
+/// OCSP failure responses (HTTP 200), as clients expect.
+async fn answer_ocsp(state: &AppState, der: &[u8]) -> Response {
+    use symbolon_pki::{OcspFailure, OcspStatus};
+    let req = match symbolon_pki::parse_ocsp_request(der) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(reason = "malformed", "OCSP: {e}");
+            return ocsp_bytes(symbolon_pki::ocsp_failure(OcspFailure::MalformedRequest));
+        }
+    };
+    if req.ids.iter().any(|id| !state.auth.issuer.issued(id)) {
+        return ocsp_bytes(symbolon_pki::ocsp_failure(OcspFailure::Unauthorized));
+    }
+    let mut answers = Vec::with_capacity(req.ids.len());
+    for id in &req.ids {
+        let status = match state.auth.store.get(&id.serial.to_hex()).await {
+            Ok(Some(r)) => match (r.revoked_at, r.revocation_reason) {
+                (Some(at), Some(reason)) => OcspStatus::Revoked {
+                    at,
+                    reason: reason.parse().unwrap_or(RevocationReason::Unspecified),
+                },
+                _ => OcspStatus::Good,
+            },
+            Ok(None) => OcspStatus::Unknown,
+            Err(e) => {
+                tracing::error!("OCSP: store failure: {e}");
+                return ocsp_bytes(symbolon_pki::ocsp_failure(OcspFailure::TryLater));
+            }
+        };
+        answers.push((id.clone(), status));
+    }
+    let now = OffsetDateTime::now_utc();
+    let next =
+        now + time::Duration::try_from(state.auth.crl_next_update).unwrap_or(time::Duration::HOUR);
+    match state
+        .auth
+        .issuer
+        .sign_ocsp(&answers, req.nonce.as_deref(), now, next)
+    {
+        Ok(body) => {
+            state
+                .metrics
+                .inc("symbolon_ca_ocsp_responses_total", &[("result", "signed")]);
+            ocsp_bytes(body)
+        }
+        Err(e) => {
+            tracing::error!("OCSP signing failed: {e}");
+            ocsp_bytes(symbolon_pki::ocsp_failure(OcspFailure::InternalError))
+        }
+    }
+}
+
+async fn ocsp_post(
+    State(state): State<Arc<AppState>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    match body {
+        Ok(b) => answer_ocsp(&state, &b).await,
+        Err(_) => ocsp_bytes(symbolon_pki::ocsp_failure(
+            symbolon_pki::OcspFailure::MalformedRequest,
+        )),
+    }
+}
+
+async fn ocsp_get(
+    State(state): State<Arc<AppState>>,
+    axum::extract::Path(request): axum::extract::Path<String>,
+) -> Response {
+    use base64::Engine;
+    // The request is base64 (RFC 6960 appendix A.1), URL-encoded; some
+    // clients send '+' and '/' raw, others percent-encoded.
+    let b64: String = request.chars().filter(|c| !c.is_whitespace()).collect();
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(&b64)
+        .or_else(|_| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(b64.trim_end_matches('='))
+        });
+    match decoded {
+        Ok(der) => answer_ocsp(&state, &der).await,
+        Err(_) => ocsp_bytes(symbolon_pki::ocsp_failure(
+            symbolon_pki::OcspFailure::MalformedRequest,
+        )),
+    }
 }
