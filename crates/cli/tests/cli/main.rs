@@ -13,6 +13,7 @@ mod init;
 mod inspect;
 mod issue;
 mod lint;
+mod ocsp;
 mod revoke;
 mod sign;
 mod verify;

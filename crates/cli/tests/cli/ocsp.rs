@@ -1,0 +1,298 @@
+//! The OCSP responder of `ca serve`, checked with `openssl ocsp` and linted
+//! with pkilint's `lint_ocsp_response`.
+
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::gw_support::free_port;
+use crate::support::{Sandbox, run_tool, tool};
+
+/// `symbolon ca serve` as a child process, killed on drop.
+struct Serve(Child);
+
+impl Serve {
+    fn start(sb: &Sandbox, port: u16) -> Serve {
+        let log = std::fs::File::create(sb.path("serve.log")).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_symbolon"))
+            .args([
+                "ca",
+                "serve",
+                "--dir",
+                "ca",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+            ])
+            .current_dir(sb.dir.path())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let started = Instant::now();
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "ca serve did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Serve(child)
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn ocsp(sb: &Sandbox, openssl: &std::path::Path, port: u16, respout: &str) -> String {
+    let url = format!("https://localhost:{port}/v1/ocsp");
+    let (code, text) = run_tool(
+        sb,
+        openssl,
+        &[
+            "ocsp",
+            "-issuer",
+            "ca/intermediate.crt",
+            "-cert",
+            "leaf.pem",
+            "-url",
+            &url,
+            "-CAfile",
+            "ca/root.crt",
+            "-resp_text",
+            "-respout",
+            respout,
+        ],
+    );
+    assert_eq!(code, 0, "{text}");
+    text
+}
+
+fn assert_lints_clean(sb: &Sandbox, file: &str) {
+    let Some(lint) = tool("lint_ocsp_response") else {
+        return;
+    };
+    let (code, out) = run_tool(sb, &lint, &["lint", "-s", "WARNING", file]);
+    assert!(
+        code == 0 && out.trim().is_empty(),
+        "pkilint findings in {file}:\n{out}"
+    );
+}
+
+#[test]
+fn ocsp_says_good_then_revoked_with_reason_and_echoes_the_nonce() {
+    let Some(openssl) = tool("openssl") else {
+        return;
+    };
+    let sb = Sandbox::new();
+    sb.ok(&[
+        "ca",
+        "init",
+        "--dir",
+        "ca",
+        "--insecure-plaintext-root-key",
+        "--trust-domain",
+        "example.org",
+    ]);
+    sb.ok(&[
+        "ca",
+        "issue",
+        "--dir",
+        "ca",
+        "--dns",
+        "a.example.org",
+        "--out",
+        "a",
+    ]);
+    let (code, text) = run_tool(&sb, &openssl, &["x509", "-in", "a.crt", "-out", "leaf.pem"]);
+    assert_eq!(code, 0, "{text}");
+    let port = free_port();
+    let _serve = Serve::start(&sb, port);
+
+    let good = ocsp(&sb, &openssl, port, "good.der");
+    assert!(good.contains("leaf.pem: good"), "{good}");
+    assert!(good.contains("Response verify OK"), "{good}");
+    // openssl sends a nonce by default; the response must carry it back.
+    assert!(good.contains("OCSP Nonce"), "{good}");
+    assert_lints_clean(&sb, "good.der");
+
+    sb.ok(&[
+        "ca",
+        "revoke",
+        "--dir",
+        "ca",
+        "--cert",
+        "a.crt",
+        "--reason",
+        "keyCompromise",
+    ]);
+    let revoked = ocsp(&sb, &openssl, port, "revoked.der");
+    assert!(revoked.contains("leaf.pem: revoked"), "{revoked}");
+    assert!(revoked.contains("Reason: keyCompromise"), "{revoked}");
+    assert!(revoked.contains("Response verify OK"), "{revoked}");
+    assert_lints_clean(&sb, "revoked.der");
+}
+
+#[test]
+fn ocsp_over_get_unknown_serials_and_malformed_requests() {
+    let (Some(openssl), Some(curl)) = (tool("openssl"), tool("curl")) else {
+        return;
+    };
+    let sb = Sandbox::new();
+    sb.ok(&[
+        "ca",
+        "init",
+        "--dir",
+        "ca",
+        "--insecure-plaintext-root-key",
+        "--trust-domain",
+        "example.org",
+    ]);
+    sb.ok(&[
+        "ca",
+        "issue",
+        "--dir",
+        "ca",
+        "--dns",
+        "a.example.org",
+        "--out",
+        "a",
+    ]);
+    run_tool(&sb, &openssl, &["x509", "-in", "a.crt", "-out", "leaf.pem"]);
+    let port = free_port();
+    let _serve = Serve::start(&sb, port);
+
+    // GET with the base64 request in the path (RFC 6960 appendix A.1).
+    let (code, text) = run_tool(
+        &sb,
+        &openssl,
+        &[
+            "ocsp",
+            "-issuer",
+            "ca/intermediate.crt",
+            "-cert",
+            "leaf.pem",
+            "-no_nonce",
+            "-reqout",
+            "req.der",
+        ],
+    );
+    assert_eq!(code, 0, "{text}");
+    let (_, b64) = run_tool(&sb, &openssl, &["base64", "-A", "-in", "req.der"]);
+    let encoded = b64
+        .trim()
+        .replace('+', "%2B")
+        .replace('/', "%2F")
+        .replace('=', "%3D");
+    let url = format!("https://localhost:{port}/v1/ocsp/{encoded}");
+    let (code, text) = run_tool(
+        &sb,
+        &curl,
+        &[
+            "-sS",
+            "--max-time",
+            "5",
+            "--cacert",
+            "ca/root.crt",
+            "-o",
+            "get.der",
+            &url,
+        ],
+    );
+    assert_eq!(code, 0, "{text}");
+    let (code, text) = run_tool(
+        &sb,
+        &openssl,
+        &[
+            "ocsp",
+            "-respin",
+            "get.der",
+            "-issuer",
+            "ca/intermediate.crt",
+            "-cert",
+            "leaf.pem",
+            "-CAfile",
+            "ca/root.crt",
+        ],
+    );
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("leaf.pem: good"), "{text}");
+
+    // A serial this CA never issued: signed "unknown", not "good".
+    let (code, text) = run_tool(
+        &sb,
+        &openssl,
+        &[
+            "ocsp",
+            "-issuer",
+            "ca/intermediate.crt",
+            "-serial",
+            "0x0123456789abcdef",
+            "-url",
+            &format!("https://localhost:{port}/v1/ocsp"),
+            "-CAfile",
+            "ca/root.crt",
+        ],
+    );
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains(": unknown"), "{text}");
+
+    // Garbage: an OCSP malformedRequest response (30 03 0a 01 01).
+    std::fs::write(sb.path("junk.der"), b"not an ocsp request").unwrap();
+    let (code, text) = run_tool(
+        &sb,
+        &curl,
+        &[
+            "-sS",
+            "--max-time",
+            "5",
+            "--cacert",
+            "ca/root.crt",
+            "-H",
+            "content-type: application/ocsp-request",
+            "--data-binary",
+            "@junk.der",
+            "-o",
+            "junk-resp.der",
+            &format!("https://localhost:{port}/v1/ocsp"),
+        ],
+    );
+    assert_eq!(code, 0, "{text}");
+    assert_eq!(
+        std::fs::read(sb.path("junk-resp.der")).unwrap(),
+        [0x30, 0x03, 0x0a, 0x01, 0x01]
+    );
+
+    // A request about another CA's certificate: unauthorized (6).
+    sb.ok(&[
+        "ca",
+        "init",
+        "--dir",
+        "ca2",
+        "--insecure-plaintext-root-key",
+        "--name",
+        "Other",
+    ]);
+    let (code, text) = run_tool(
+        &sb,
+        &openssl,
+        &[
+            "ocsp",
+            "-issuer",
+            "ca2/intermediate.crt",
+            "-serial",
+            "0x01",
+            "-url",
+            &format!("https://localhost:{port}/v1/ocsp"),
+            "-CAfile",
+            "ca/root.crt",
+        ],
+    );
+    assert!(
+        text.contains("unauthorized") || text.contains("Unauthorized"),
+        "exit {code}: {text}"
+    );
+}
