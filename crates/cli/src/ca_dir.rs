@@ -177,7 +177,8 @@ fn token_key(dir: &Path) -> anyhow::Result<Vec<u8>> {
 }
 
 impl Ca {
-    pub async fn open(dir: &Path) -> anyhow::Result<Ca> {
+    pub async fn open(arg: &crate::commands::DirArg) -> anyhow::Result<Ca> {
+        let dir = arg.dir.as_path();
         let settings = load_settings(dir)?;
         let cert_path = dir.join(INTERMEDIATE_CERT);
         let mut certs = input::load_certificates(&cert_path)?;
@@ -188,7 +189,18 @@ impl Ca {
             .with_public_url(settings.raw.public_url.clone());
         let root = input::load_certificates(&dir.join(ROOT_CERT))?.remove(0);
         let token_key = token_key(dir)?;
-        let store = Store::open(&dir.join(STORE)).await?;
+        let store = match arg.database.as_deref() {
+            None => Store::open(&dir.join(STORE)).await?,
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                Store::open_postgres(url).await?
+            }
+            Some(url) => match url.strip_prefix("sqlite:") {
+                Some(path) => Store::open(Path::new(path)).await?,
+                None => {
+                    bail!("--database {url:?}: use sqlite:PATH or postgres://user@host:5432/db")
+                }
+            },
+        };
         let auth = Authority {
             issuer,
             store,

@@ -7,14 +7,14 @@
 
 mod migrate;
 mod records;
-mod sqlite;
+mod store;
 
 // === the public interface ===
 pub use records::{
     CertStatus, CertificateRecord, CrlRecord, ListFilter, Redeemed, RevokeOutcome, RevokedRecord,
     TokenRecord,
 };
-pub use sqlite::Store;
+pub use store::{Backend, Store};
 
 use std::path::PathBuf;
 

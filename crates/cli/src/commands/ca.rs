@@ -367,7 +367,7 @@ pub async fn issue(args: IssueArgs) -> CmdResult {
     for p in [&crt_path, &key_path] {
         check_out_path(p, args.force)?;
     }
-    let ca = Ca::open(&args.dir.dir).await?;
+    let ca = Ca::open(&args.dir).await?;
     let outcome = async {
         let spec = LeafSpec {
             profile: args.profile.unwrap_or_else(|| Profile::default_for(&ids)),
@@ -448,7 +448,7 @@ pub async fn sign(args: SignArgs) -> CmdResult {
     }
     let der = input::load_csr(&args.csr)?;
     let csr = symbolon_pki::check_csr(&der).map_err(|e| anyhow!("{}: {e}", args.csr.display()))?;
-    let ca = Ca::open(&args.dir.dir).await?;
+    let ca = Ca::open(&args.dir).await?;
     let outcome = async {
         let spec = LeafSpec {
             profile: args
@@ -533,7 +533,7 @@ pub async fn revoke(args: RevokeArgs) -> CmdResult {
         }
         (None, None) => fail!("give a SERIAL or --cert FILE"),
     };
-    let ca = Ca::open(&args.dir.dir).await?;
+    let ca = Ca::open(&args.dir).await?;
     let hex = serial.to_hex();
     let now = OffsetDateTime::now_utc();
     let outcome = ca.auth.store.revoke(&hex, args.reason.as_str(), now).await;
@@ -575,7 +575,7 @@ pub struct CrlArgs {
 }
 
 pub async fn crl(args: CrlArgs) -> CmdResult {
-    let ca = Ca::open(&args.dir.dir).await?;
+    let ca = Ca::open(&args.dir).await?;
     let now = OffsetDateTime::now_utc();
     let outcome = ca.auth.publish_crl(args.next_update).await;
     ca.auth.store.close().await;
@@ -637,7 +637,7 @@ struct ListedJson {
 }
 
 pub async fn list(args: ListArgs) -> CmdResult {
-    let ca = Ca::open(&args.dir.dir).await?;
+    let ca = Ca::open(&args.dir).await?;
     let now = OffsetDateTime::now_utc();
     let filter = ListFilter {
         expiring_within: args.expiring_within,

@@ -78,6 +78,15 @@ pub struct DirArg {
     /// CA directory (made by `symbolon ca init`).
     #[arg(long, env = "SYMBOLON_CA_DIR", value_name = "DIR")]
     pub dir: PathBuf,
+    /// The store: `sqlite:PATH` (default: DIR/symbolon.db) or
+    /// `postgres://…`, shared by several `ca serve` replicas.
+    #[arg(
+        long,
+        env = "SYMBOLON_DATABASE",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub database: Option<String>,
 }
 
 pub async fn run(cli: Cli) -> CmdResult {

@@ -36,7 +36,7 @@ pub struct ServeArgs {
 
 pub async fn serve(args: ServeArgs) -> CmdResult {
     crate::commands::gateway::init_logging_human();
-    let ca = Ca::open(&args.dir.dir).await?;
+    let ca = Ca::open(&args.dir).await?;
     let url = args
         .public_url
         .clone()
@@ -105,7 +105,7 @@ pub async fn token(args: TokenArgs) -> CmdResult {
     for s in &args.ip {
         ids.push(Identity::ip(s).map_err(|e| anyhow!("--ip: {e}"))?);
     }
-    let ca = Ca::open(&args.dir.dir).await?;
+    let ca = Ca::open(&args.dir).await?;
     let result = ca.auth.create_token(&ids, args.ttl).await;
     ca.auth.store.close().await;
     let (token, expires) = result?;

@@ -1,11 +1,9 @@
-use std::path::{Path, PathBuf};
-use std::str::FromStr;
-use std::time::Duration;
+use std::borrow::Cow;
+use std::path::Path;
+use std::sync::Once;
 
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
-};
-use sqlx::{Row, SqlitePool};
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Executor, Row};
 use time::OffsetDateTime;
 
 use crate::{
@@ -13,10 +11,20 @@ use crate::{
     TokenRecord,
 };
 
+/// Which database is behind the store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// One file under the CA directory (WAL, `synchronous=FULL`).
+    Sqlite,
+    /// Shared by several `ca serve` replicas.
+    Postgres,
+}
+
 /// The CA's store. Cheap to clone (a connection pool).
 #[derive(Clone, Debug)]
 pub struct Store {
-    pool: SqlitePool,
+    pool: AnyPool,
+    backend: Backend,
     location: String,
 }
 
@@ -31,27 +39,72 @@ fn from_ts(s: i64, location: &str) -> Result<OffsetDateTime, StoreError> {
     })
 }
 
+/// SQL is written once with `?` placeholders; PostgreSQL wants `$1, $2…`.
+/// (None of our statements has a `?` inside a string literal.)
+pub(crate) fn placeholders(backend: Backend, sql: &str) -> Cow<'_, str> {
+    if backend == Backend::Sqlite {
+        return Cow::Borrowed(sql);
+    }
+    let mut out = String::with_capacity(sql.len() + 8);
+    let mut n = 0;
+    for c in sql.chars() {
+        if c == '?' {
+            n += 1;
+            out.push_str(&format!("${n}"));
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
+const INSERT_CERT: &str = "INSERT INTO certificates (serial, issuer, subject, identities, profile, not_before, not_after, fingerprint, der, issued_at)
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+
 async fn insert_cert(
-    conn: &mut sqlx::SqliteConnection,
+    conn: &mut sqlx::AnyConnection,
+    backend: Backend,
     rec: &CertificateRecord,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO certificates (serial, issuer, subject, identities, profile, not_before, not_after, fingerprint, der, issued_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(&rec.serial)
-    .bind(&rec.issuer)
-    .bind(&rec.subject)
-    .bind(rec.identities.join("\n"))
-    .bind(&rec.profile)
-    .bind(ts(rec.not_before))
-    .bind(ts(rec.not_after))
-    .bind(&rec.fingerprint)
-    .bind(&rec.der)
-    .bind(ts(rec.issued_at))
-    .execute(conn)
-    .await?;
+    let sql = placeholders(backend, INSERT_CERT);
+    sqlx::query(&sql)
+        .bind(rec.serial.clone())
+        .bind(rec.issuer.clone())
+        .bind(rec.subject.clone())
+        .bind(rec.identities.join("\n"))
+        .bind(rec.profile.clone())
+        .bind(ts(rec.not_before))
+        .bind(ts(rec.not_after))
+        .bind(rec.fingerprint.clone())
+        .bind(rec.der.clone())
+        .bind(ts(rec.issued_at))
+        .execute(conn)
+        .await?;
     Ok(())
+}
+
+fn sqlite_url(path: &Path, create: bool) -> Result<String, StoreError> {
+    let abs = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .map_err(|e| StoreError::Corrupt {
+                location: path.display().to_string(),
+                problem: e.to_string(),
+            })?
+            .join(path)
+    };
+    let mut encoded = String::new();
+    for c in abs.to_string_lossy().chars() {
+        match c {
+            '%' | '?' | '#' | ' ' => encoded.push_str(&format!("%{:02X}", c as u32)),
+            c => encoded.push(c),
+        }
+    }
+    Ok(format!(
+        "sqlite://{encoded}?mode={}",
+        if create { "rwc" } else { "rw" }
+    ))
 }
 
 // === impl Store ===
@@ -64,7 +117,7 @@ impl Store {
                 path: path.to_path_buf(),
             });
         }
-        Self::connect(path, true).await
+        Self::connect(&sqlite_url(path, true)?, &path.display().to_string()).await
     }
 
     /// Opens an existing SQLite store at `path`.
@@ -74,33 +127,77 @@ impl Store {
                 path: path.to_path_buf(),
             });
         }
-        Self::connect(path, false).await
+        Self::connect(&sqlite_url(path, false)?, &path.display().to_string()).await
     }
 
-    async fn connect(path: &Path, create: bool) -> Result<Store, StoreError> {
-        let location = path.display().to_string();
-        let opts = SqliteConnectOptions::from_str("sqlite:")
-            .map_err(|source| StoreError::Database {
-                location: location.clone(),
-                source,
-            })?
-            .filename(PathBuf::from(path))
-            .create_if_missing(create)
-            .journal_mode(SqliteJournalMode::Wal)
-            // FULL: a committed issuance survives power loss, not just a crash.
-            .synchronous(SqliteSynchronous::Full)
-            .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(10));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
+    /// Opens (creating the schema if needed) a PostgreSQL store, e.g.
+    /// `postgres://user@127.0.0.1:5432/symbolon`. The database must exist.
+    pub async fn open_postgres(url: &str) -> Result<Store, StoreError> {
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            return Err(StoreError::Corrupt {
+                location: url.to_string(),
+                problem: "expected a postgres:// URL".into(),
+            });
+        }
+        // Never print a password in errors or logs.
+        let location = match url.split_once('@') {
+            Some((creds, host)) if creds.contains(':') && creds.matches(':').count() > 1 => {
+                format!(
+                    "{}:***@{host}",
+                    creds.rsplit_once(':').map(|p| p.0).unwrap_or(creds)
+                )
+            }
+            _ => url.to_string(),
+        };
+        Self::connect(url, &location).await
+    }
+
+    async fn connect(url: &str, location: &str) -> Result<Store, StoreError> {
+        static DRIVERS: Once = Once::new();
+        DRIVERS.call_once(sqlx::any::install_default_drivers);
+        let err = |source| StoreError::Database {
+            location: location.to_string(),
+            source,
+        };
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else {
+            Backend::Postgres
+        };
+        let opts: AnyConnectOptions = url.parse().map_err(err)?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(if backend == Backend::Sqlite { 4 } else { 8 })
+            .acquire_timeout(std::time::Duration::from_secs(10))
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        // WAL for concurrent readers; FULL so a committed
+                        // issuance survives power loss, not just a crash.
+                        conn.execute("PRAGMA journal_mode=WAL").await?;
+                        conn.execute("PRAGMA synchronous=FULL").await?;
+                        conn.execute("PRAGMA busy_timeout=10000").await?;
+                        conn.execute("PRAGMA foreign_keys=ON").await?;
+                    }
+                    Ok(())
+                })
+            })
             .connect_with(opts)
             .await
-            .map_err(|source| StoreError::Database {
-                location: location.clone(),
-                source,
-            })?;
-        crate::migrate::run(&pool, &location).await?;
-        Ok(Store { pool, location })
+            .map_err(err)?;
+        crate::migrate::run(&pool, backend, location).await?;
+        Ok(Store {
+            pool,
+            backend,
+            location: location.to_string(),
+        })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    fn sql<'a>(&self, s: &'a str) -> Cow<'a, str> {
+        placeholders(self.backend, s)
     }
 
     pub async fn close(&self) {
@@ -117,7 +214,7 @@ impl Store {
     /// Records an issued certificate durably. Returns only after commit.
     pub async fn record_issued(&self, rec: &CertificateRecord) -> Result<(), StoreError> {
         let mut conn = self.pool.acquire().await.map_err(self.db())?;
-        insert_cert(&mut conn, rec)
+        insert_cert(&mut conn, self.backend, rec)
             .await
             .map_err(|e| self.insert_err(e, rec))
     }
@@ -131,7 +228,7 @@ impl Store {
         }
     }
 
-    fn row_to_record(&self, row: &SqliteRow) -> Result<CertificateRecord, StoreError> {
+    fn row_to_record(&self, row: &AnyRow) -> Result<CertificateRecord, StoreError> {
         let db = self.db();
         let identities: String = row.try_get("identities").map_err(&db)?;
         let revoked_at: Option<i64> = row.try_get("revoked_at").map_err(&db)?;
@@ -152,7 +249,7 @@ impl Store {
     }
 
     pub async fn get(&self, serial: &str) -> Result<Option<CertificateRecord>, StoreError> {
-        let row = sqlx::query("SELECT * FROM certificates WHERE serial = ?")
+        let row = sqlx::query(&self.sql("SELECT * FROM certificates WHERE serial = ?"))
             .bind(serial)
             .fetch_optional(&self.pool)
             .await
@@ -181,6 +278,7 @@ impl Store {
             ))));
         }
         sql.push_str(" ORDER BY not_after ASC, serial ASC");
+        let sql = self.sql(&sql).into_owned();
         let mut q = sqlx::query(&sql);
         for b in binds {
             q = q.bind(b);
@@ -198,12 +296,13 @@ impl Store {
         at: OffsetDateTime,
     ) -> Result<RevokeOutcome, StoreError> {
         let mut tx = self.pool.begin().await.map_err(self.db())?;
-        let row =
-            sqlx::query("SELECT revoked_at, revocation_reason FROM certificates WHERE serial = ?")
-                .bind(serial)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(self.db())?;
+        let row = sqlx::query(
+            &self.sql("SELECT revoked_at, revocation_reason FROM certificates WHERE serial = ?"),
+        )
+        .bind(serial)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(self.db())?;
         let Some(row) = row else {
             return Ok(RevokeOutcome::NotFound);
         };
@@ -215,7 +314,7 @@ impl Store {
                 reason,
             });
         }
-        sqlx::query("UPDATE certificates SET revoked_at = ?, revocation_reason = ? WHERE serial = ? AND revoked_at IS NULL")
+        sqlx::query(&self.sql("UPDATE certificates SET revoked_at = ?, revocation_reason = ? WHERE serial = ? AND revoked_at IS NULL"))
             .bind(ts(at))
             .bind(reason)
             .bind(serial)
@@ -229,14 +328,24 @@ impl Store {
     /// Revoked certificates that have not yet expired. Expired ones may leave
     /// the CRL (RFC 5280 §3.3), which keeps it from growing forever.
     pub async fn revoked(&self, now: OffsetDateTime) -> Result<Vec<RevokedRecord>, StoreError> {
-        let rows = sqlx::query(
+        let mut conn = self.pool.acquire().await.map_err(self.db())?;
+        self.revoked_on(&mut conn, now).await
+    }
+
+    async fn revoked_on(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        now: OffsetDateTime,
+    ) -> Result<Vec<RevokedRecord>, StoreError> {
+        let sql = self.sql(
             "SELECT serial, revoked_at, revocation_reason FROM certificates
              WHERE revoked_at IS NOT NULL AND not_after >= ? ORDER BY revoked_at, serial",
-        )
-        .bind(ts(now))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(self.db())?;
+        );
+        let rows = sqlx::query(&sql)
+            .bind(ts(now))
+            .fetch_all(conn)
+            .await
+            .map_err(self.db())?;
         rows.iter()
             .map(|r| {
                 Ok(RevokedRecord {
@@ -260,9 +369,18 @@ impl Store {
         next_update: OffsetDateTime,
         sign: impl FnOnce(u64, &[RevokedRecord]) -> Result<Vec<u8>, E>,
     ) -> Result<Result<CrlRecord, E>, StoreError> {
-        let revoked = self.revoked(now).await?;
         let mut tx = self.pool.begin().await.map_err(self.db())?;
-        let last: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(number), 0) FROM crls")
+        if self.backend == Backend::Postgres {
+            // Replicas take turns: the number and the entries are read and
+            // the new CRL written under one lock, so numbers never repeat
+            // or go backwards and every CRL has every earlier revocation.
+            sqlx::query("SELECT 1 AS locked FROM (SELECT pg_advisory_xact_lock(727001)) AS l")
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(self.db())?;
+        }
+        let revoked = self.revoked_on(&mut tx, now).await?;
+        let last: i64 = sqlx::query_scalar(&self.sql("SELECT COALESCE(MAX(number), 0) FROM crls"))
             .fetch_one(&mut *tx)
             .await
             .map_err(self.db())?;
@@ -271,14 +389,18 @@ impl Store {
             Ok(der) => der,
             Err(e) => return Ok(Err(e)),
         };
-        sqlx::query("INSERT INTO crls (number, this_update, next_update, der) VALUES (?, ?, ?, ?)")
-            .bind(number as i64)
-            .bind(ts(now))
-            .bind(ts(next_update))
-            .bind(&der)
-            .execute(&mut *tx)
-            .await
-            .map_err(self.db())?;
+        sqlx::query(
+            &self.sql(
+                "INSERT INTO crls (number, this_update, next_update, der) VALUES (?, ?, ?, ?)",
+            ),
+        )
+        .bind(number as i64)
+        .bind(ts(now))
+        .bind(ts(next_update))
+        .bind(&der)
+        .execute(&mut *tx)
+        .await
+        .map_err(self.db())?;
         tx.commit().await.map_err(self.db())?;
         Ok(Ok(CrlRecord {
             number,
@@ -290,9 +412,9 @@ impl Store {
 
     /// Records a newly created enrollment token.
     pub async fn record_token(&self, t: &TokenRecord) -> Result<(), StoreError> {
-        sqlx::query(
+        sqlx::query(&self.sql(
             "INSERT INTO tokens (id, identities, created_at, expires_at) VALUES (?, ?, ?, ?)",
-        )
+        ))
         .bind(&t.id)
         .bind(t.identities.join("\n"))
         .bind(ts(t.created_at))
@@ -312,7 +434,7 @@ impl Store {
         cert: &CertificateRecord,
     ) -> Result<Redeemed, StoreError> {
         let mut tx = self.pool.begin().await.map_err(self.db())?;
-        let row = sqlx::query("SELECT expires_at, used_at FROM tokens WHERE id = ?")
+        let row = sqlx::query(&self.sql("SELECT expires_at, used_at FROM tokens WHERE id = ?"))
             .bind(id)
             .fetch_optional(&mut *tx)
             .await
@@ -334,9 +456,9 @@ impl Store {
         }
         // The `used_at IS NULL` guard makes a concurrent redeemer lose even
         // if both read the row before either wrote.
-        let updated = sqlx::query(
+        let updated = sqlx::query(&self.sql(
             "UPDATE tokens SET used_at = ?, used_by_serial = ? WHERE id = ? AND used_at IS NULL",
-        )
+        ))
         .bind(ts(now))
         .bind(&cert.serial)
         .bind(id)
@@ -346,7 +468,7 @@ impl Store {
         if updated.rows_affected() != 1 {
             return Ok(Redeemed::AlreadyUsed { at: now });
         }
-        insert_cert(&mut tx, cert)
+        insert_cert(&mut tx, self.backend, cert)
             .await
             .map_err(|e| self.insert_err(e, cert))?;
         tx.commit().await.map_err(self.db())?;
@@ -354,9 +476,9 @@ impl Store {
     }
 
     pub async fn latest_crl(&self) -> Result<Option<CrlRecord>, StoreError> {
-        let row = sqlx::query(
+        let row = sqlx::query(&self.sql(
             "SELECT number, this_update, next_update, der FROM crls ORDER BY number DESC LIMIT 1",
-        )
+        ))
         .fetch_optional(&self.pool)
         .await
         .map_err(self.db())?;
@@ -429,7 +551,7 @@ mod tests {
             3
         );
         let soon = ListFilter {
-            expiring_within: Some(Duration::from_secs(7 * 86_400)),
+            expiring_within: Some(std::time::Duration::from_secs(7 * 86_400)),
             ..Default::default()
         };
         let serials: Vec<String> = store
@@ -580,5 +702,198 @@ mod tests {
                 .unwrap(),
             Redeemed::Recorded
         );
+    }
+
+    // === PostgreSQL: the same semantics, and replicas sharing one database ===
+
+    /// A fresh database on the machine's PostgreSQL, dropped afterwards.
+    /// Skips (None) when PostgreSQL is unreachable, unless
+    /// SYMBOLON_REQUIRE_ALL=1, where that is a failure.
+    struct PgDb {
+        admin: String,
+        name: String,
+        url: String,
+    }
+
+    async fn pg() -> Option<PgDb> {
+        let base = std::env::var("SYMBOLON_TEST_POSTGRES")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
+        let admin = format!("{base}/postgres");
+        sqlx::any::install_default_drivers();
+        let conn = sqlx::AnyPool::connect(&admin).await;
+        let pool = match conn {
+            Ok(p) => p,
+            Err(e) => {
+                if std::env::var("SYMBOLON_REQUIRE_ALL").is_ok_and(|v| v == "1") {
+                    panic!("PostgreSQL at {admin} is required (SYMBOLON_REQUIRE_ALL=1): {e}");
+                }
+                eprintln!("SKIPPED: PostgreSQL not reachable at {admin}: {e}");
+                return None;
+            }
+        };
+        let name = format!("symbolon_t_{}", crate::store::tests::rand_hex());
+        sqlx::raw_sql(&format!("CREATE DATABASE {name}"))
+            .execute(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+        Some(PgDb {
+            url: format!("{base}/{name}"),
+            admin,
+            name,
+        })
+    }
+
+    fn rand_hex() -> String {
+        use std::time::SystemTime;
+        let n = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        format!("{:x}{:x}", n, std::process::id())
+    }
+
+    impl PgDb {
+        async fn drop_db(self) {
+            let pool = sqlx::AnyPool::connect(&self.admin).await.unwrap();
+            sqlx::raw_sql(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ))
+            .execute(&pool)
+            .await
+            .unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn postgres_store_has_the_same_semantics() {
+        let Some(db) = pg().await else { return };
+        let store = Store::open_postgres(&db.url).await.unwrap();
+        assert_eq!(store.backend(), Backend::Postgres);
+        let now = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
+        store
+            .record_issued(&record("aa", now + time::Duration::hours(2)))
+            .await
+            .unwrap();
+        assert!(matches!(
+            store.record_issued(&record("aa", now)).await,
+            Err(StoreError::DuplicateSerial { .. })
+        ));
+        assert_eq!(
+            store.get("aa").await.unwrap().unwrap(),
+            record("aa", now + time::Duration::hours(2))
+        );
+        assert_eq!(
+            store.revoke("aa", "keyCompromise", now).await.unwrap(),
+            RevokeOutcome::Revoked
+        );
+        assert_eq!(store.revoked(now).await.unwrap().len(), 1);
+        let next = now + time::Duration::days(1);
+        let c1 = store
+            .issue_crl(now, next, |n, e| Ok::<_, ()>(vec![n as u8, e.len() as u8]))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((c1.number, c1.der.clone()), (1, vec![1, 1]));
+        assert_eq!(store.latest_crl().await.unwrap().unwrap(), c1);
+        store
+            .record_token(&TokenRecord {
+                id: "t1".into(),
+                identities: vec!["DNS:a".into()],
+                created_at: now,
+                expires_at: now + time::Duration::minutes(5),
+                used_at: None,
+                used_by_serial: None,
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            store
+                .redeem_token("t1", now, &record("b1", now))
+                .await
+                .unwrap(),
+            Redeemed::Recorded
+        );
+        assert!(matches!(
+            store
+                .redeem_token("t1", now, &record("b2", now))
+                .await
+                .unwrap(),
+            Redeemed::AlreadyUsed { .. }
+        ));
+        assert!(store.get("b2").await.unwrap().is_none());
+        // Reopening runs no migration twice.
+        store.close().await;
+        let again = Store::open_postgres(&db.url).await.unwrap();
+        assert_eq!(
+            again.list(&ListFilter::default(), now).await.unwrap().len(),
+            2
+        );
+        again.close().await;
+        db.drop_db().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_replicas_never_repeat_a_crl_number_or_a_token() {
+        let Some(db) = pg().await else { return };
+        // Two pools on one database: what two `ca serve` replicas hold.
+        let (a, b) = tokio::join!(Store::open_postgres(&db.url), Store::open_postgres(&db.url));
+        let (a, b) = (a.unwrap(), b.unwrap());
+        let now = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
+        let next = now + time::Duration::days(1);
+        let mut tasks = Vec::new();
+        for i in 0..40 {
+            let s = if i % 2 == 0 { a.clone() } else { b.clone() };
+            tasks.push(tokio::spawn(async move {
+                s.issue_crl(now, next, |n, _| Ok::<_, ()>(n.to_be_bytes().to_vec()))
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .number
+            }));
+        }
+        let mut numbers = Vec::new();
+        for t in tasks {
+            numbers.push(t.await.unwrap());
+        }
+        numbers.sort();
+        assert_eq!(
+            numbers,
+            (1..=40).collect::<Vec<u64>>(),
+            "CRL numbers repeated or skipped"
+        );
+
+        for i in 0..10 {
+            a.record_token(&TokenRecord {
+                id: format!("tok{i}"),
+                identities: vec!["DNS:a".into()],
+                created_at: now,
+                expires_at: now + time::Duration::minutes(5),
+                used_at: None,
+                used_by_serial: None,
+            })
+            .await
+            .unwrap();
+        }
+        // Each token redeemed by both replicas at once: exactly one wins.
+        for i in 0..10 {
+            let (id, ca, cb) = (
+                format!("tok{i}"),
+                record(&format!("a{i}"), now),
+                record(&format!("b{i}"), now),
+            );
+            let (ra, rb) =
+                tokio::join!(a.redeem_token(&id, now, &ca), b.redeem_token(&id, now, &cb));
+            let wins = [ra.unwrap(), rb.unwrap()]
+                .iter()
+                .filter(|r| **r == Redeemed::Recorded)
+                .count();
+            assert_eq!(wins, 1, "token tok{i} bought {wins} certificates");
+        }
+        assert_eq!(a.list(&ListFilter::default(), now).await.unwrap().len(), 10);
+        a.close().await;
+        b.close().await;
+        db.drop_db().await;
     }
 }
