@@ -14,6 +14,7 @@ mod inspect;
 mod issue;
 mod lint;
 mod ocsp;
+mod replicas;
 mod revoke;
 mod sign;
 mod verify;

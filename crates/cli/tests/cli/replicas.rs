@@ -1,0 +1,306 @@
+//! Two `ca serve` replicas sharing one PostgreSQL: concurrent enrollment
+//! with no duplicate serial, single-use tokens across replicas, and one
+//! revocation state served by both.
+
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::gw_support::free_port;
+use crate::support::{Sandbox, run_tool, tool};
+
+struct Replica(Child);
+
+impl Replica {
+    fn start(sb: &Sandbox, port: u16, db: &str, log: &str) -> Replica {
+        let child = Command::new(env!("CARGO_BIN_EXE_symbolon"))
+            .args([
+                "ca",
+                "serve",
+                "--dir",
+                "ca",
+                "--database",
+                db,
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+            ])
+            .current_dir(sb.dir.path())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(sb.path(log)).unwrap())
+            .spawn()
+            .unwrap();
+        let started = Instant::now();
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "replica did not start: {}",
+                std::fs::read_to_string(sb.path(log)).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Replica(child)
+    }
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A database created for this test and dropped afterwards.
+struct Database {
+    psql: std::path::PathBuf,
+    name: String,
+}
+
+impl Database {
+    fn create(psql: &std::path::Path) -> Option<Database> {
+        let name = format!("symbolon_r_{}_{}", std::process::id(), free_port());
+        let out = Command::new(psql)
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+                "-c",
+                &format!("CREATE DATABASE {name}"),
+            ])
+            .output()
+            .unwrap();
+        if !out.status.success() {
+            let msg = String::from_utf8_lossy(&out.stderr).to_string();
+            if std::env::var("SYMBOLON_REQUIRE_ALL").is_ok_and(|v| v == "1") {
+                panic!("PostgreSQL on 127.0.0.1:5432 is required (SYMBOLON_REQUIRE_ALL=1): {msg}");
+            }
+            eprintln!("SKIPPED: PostgreSQL not usable: {msg}");
+            return None;
+        }
+        Some(Database {
+            psql: psql.to_path_buf(),
+            name,
+        })
+    }
+
+    fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:5432/{}", self.name)
+    }
+}
+
+impl Drop for Database {
+    fn drop(&mut self) {
+        let _ = Command::new(&self.psql)
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+                "-c",
+                &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+            ])
+            .output();
+    }
+}
+
+fn fingerprint(init_stdout: &str) -> String {
+    init_stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("Root fingerprint (SHA-256): "))
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn two_replicas_share_serials_tokens_and_revocations() {
+    let (Some(psql), Some(curl), Some(openssl)) = (tool("psql"), tool("curl"), tool("openssl"))
+    else {
+        return;
+    };
+    let Some(db) = Database::create(&psql) else {
+        return;
+    };
+    let url = db.url();
+    let sb = Sandbox::new();
+    let init = sb.ok(&[
+        "ca",
+        "init",
+        "--dir",
+        "ca",
+        "--insecure-plaintext-root-key",
+        "--trust-domain",
+        "example.org",
+    ]);
+    let fp = fingerprint(&init.stdout);
+    let (pa, pb) = (free_port(), free_port());
+    let _a = Replica::start(&sb, pa, &url, "a.log");
+    let _b = Replica::start(&sb, pb, &url, "b.log");
+
+    // Tokens made against the shared store; each enrolled through one
+    // replica, concurrently.
+    let tokens: Vec<String> = (0..8)
+        .map(|i| {
+            let r = sb.ok(&[
+                "ca",
+                "token",
+                "--dir",
+                "ca",
+                "--database",
+                &url,
+                "--identity",
+                &format!("spiffe://example.org/dev/{i}"),
+                "--json",
+            ]);
+            r.json()["token"].as_str().unwrap().to_string()
+        })
+        .collect();
+    let bin = env!("CARGO_BIN_EXE_symbolon");
+    let mut children = Vec::new();
+    for (i, t) in tokens.iter().enumerate() {
+        let port = if i % 2 == 0 { pa } else { pb };
+        children.push(
+            Command::new(bin)
+                .args([
+                    "enroll",
+                    "--ca",
+                    &format!("https://localhost:{port}"),
+                    "--fingerprint",
+                    &fp,
+                    "--token",
+                    t,
+                    "--out",
+                    &format!("dev{i}"),
+                ])
+                .current_dir(sb.dir.path())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap(),
+        );
+    }
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "enroll failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    // Every token replayed on the *other* replica is refused.
+    for (i, t) in tokens.iter().enumerate() {
+        let port = if i % 2 == 0 { pb } else { pa };
+        let r = sb.run(&[
+            "enroll",
+            "--ca",
+            &format!("https://localhost:{port}"),
+            "--fingerprint",
+            &fp,
+            "--token",
+            t,
+            "--out",
+            &format!("again{i}"),
+        ]);
+        assert_eq!(r.code, 2, "{}", r.all());
+        assert!(r.stderr.contains("token_used"), "{}", r.stderr);
+        assert!(!sb.path(&format!("again{i}")).exists());
+    }
+
+    // One store, no duplicate serial: 8 devices + each replica's own certificate.
+    let list = sb
+        .ok(&["ca", "list", "--dir", "ca", "--database", &url, "--json"])
+        .json();
+    let serials: std::collections::HashSet<String> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["serial"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(list.as_array().unwrap().len(), 10);
+    assert_eq!(serials.len(), 10);
+
+    // Revoke through replica A (the certificate revokes itself) ...
+    let (_, serial) = run_tool(
+        &sb,
+        &openssl,
+        &["x509", "-in", "dev0/cert.pem", "-noout", "-serial"],
+    );
+    let serial = serial
+        .trim()
+        .trim_start_matches("serial=")
+        .to_ascii_lowercase();
+    let body = format!("{{\"serial\":\"{serial}\",\"reason\":\"keyCompromise\"}}");
+    let (code, text) = run_tool(
+        &sb,
+        &curl,
+        &[
+            "-sS",
+            "--max-time",
+            "10",
+            "--cacert",
+            "dev0/ca.pem",
+            "--cert",
+            "dev0/cert.pem",
+            "--key",
+            "dev0/key.pem",
+            "-X",
+            "POST",
+            "-d",
+            &body,
+            &format!("https://localhost:{pa}/v1/revoke"),
+        ],
+    );
+    assert_eq!(code, 0, "{text}");
+    let answer: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let number = answer["crl_number"].as_u64().unwrap();
+
+    // ... and replica B serves the same revocation, with a CRL number that
+    // did not go backwards.
+    let (code, text) = run_tool(
+        &sb,
+        &curl,
+        &[
+            "-sS",
+            "--max-time",
+            "10",
+            "--cacert",
+            "ca/root.crt",
+            "-o",
+            "b.crl",
+            &format!("https://localhost:{pb}/v1/crl"),
+        ],
+    );
+    assert_eq!(code, 0, "{text}");
+    let crl = sb.ok(&["cert", "inspect", "b.crl", "--json"]).json();
+    let entries: Vec<&str> = crl[0]["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["serial"].as_str().unwrap())
+        .collect();
+    assert_eq!(entries, [serial.as_str()]);
+    assert!(
+        crl[0]["crl_number"]
+            .as_str()
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+            >= number
+    );
+    // Renewal of the revoked certificate through replica B is refused.
+    let r = sb.run(&[
+        "agent",
+        "--ca",
+        &format!("https://localhost:{pb}"),
+        "--dir",
+        "dev0",
+        "--once",
+    ]);
+    assert_eq!(r.code, 2, "{}", r.all());
+    assert!(r.stderr.contains("revoked"), "{}", r.stderr);
+}
