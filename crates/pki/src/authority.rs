@@ -175,6 +175,11 @@ impl Issuer {
         self
     }
 
+    /// Changes the base URL put into new certificates' CRL and OCSP fields.
+    pub fn set_public_url(&mut self, url: Option<String>) {
+        self.public_url = url.map(|u| u.trim_end_matches('/').to_string());
+    }
+
     pub fn certificate(&self) -> &CertificateDer<'static> {
         &self.cert
     }

@@ -279,7 +279,11 @@ async fn enroll(
         }
         state.metrics.inc(
             "symbolon_ca_certificates_issued_total",
-            &[("operation", "enroll"), ("outcome", e.reason)],
+            &[
+                ("operation", "enroll"),
+                ("profile", "none"),
+                ("outcome", e.reason),
+            ],
         );
         tracing::warn!(reason = e.reason, remote = %remote.0, "enroll refused: {}", e.message);
     }
@@ -353,7 +357,11 @@ async fn enroll_inner(
     }
     state.metrics.inc(
         "symbolon_ca_certificates_issued_total",
-        &[("operation", "enroll"), ("outcome", "issued")],
+        &[
+            ("operation", "enroll"),
+            ("profile", cert.profile.as_str()),
+            ("outcome", "issued"),
+        ],
     );
     tracing::info!(serial = %cert.serial, identities = ?claims.identities, "enrolled");
     Ok(Json(issued_json(&state.auth, &cert)))
@@ -373,25 +381,29 @@ async fn renew(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<IssuedJson>, ApiError> {
     let result = renew_inner(&state, &peer, body).await;
-    let outcome = match &result {
-        Ok(_) => "issued",
+    let (profile, outcome) = match &result {
+        Ok((_, profile)) => (profile.as_str(), "issued"),
         Err(e) => {
             tracing::warn!(reason = e.reason, "renew refused: {}", e.message);
-            e.reason
+            ("none", e.reason)
         }
     };
     state.metrics.inc(
         "symbolon_ca_certificates_issued_total",
-        &[("operation", "renew"), ("outcome", outcome)],
+        &[
+            ("operation", "renew"),
+            ("profile", profile),
+            ("outcome", outcome),
+        ],
     );
-    result
+    result.map(|(json, _)| json)
 }
 
 async fn renew_inner(
     state: &AppState,
     peer: &Peer,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Json<IssuedJson>, ApiError> {
+) -> Result<(Json<IssuedJson>, Profile), ApiError> {
     let p = require_peer(peer)?;
     let current = state
         .auth
@@ -452,7 +464,7 @@ async fn renew_inner(
     let cert = state.auth.sign(&csr.spki_der, &spec)?;
     state.auth.record(&cert).await?;
     tracing::info!(serial = %cert.serial, previous = %p.serial, "renewed for {}", format_duration(lifetime));
-    Ok(Json(issued_json(&state.auth, &cert)))
+    Ok((Json(issued_json(&state.auth, &cert)), cert.profile))
 }
 
 // === revoke ===

@@ -36,7 +36,11 @@ pub struct ServeArgs {
 
 pub async fn serve(args: ServeArgs) -> CmdResult {
     crate::commands::gateway::init_logging_human();
-    let ca = Ca::open(&args.dir).await?;
+    let mut ca = Ca::open(&args.dir).await?;
+    if let Some(u) = &args.public_url {
+        // Leaves issued from now on point their CRL and OCSP fields here.
+        ca.auth.issuer.set_public_url(Some(u.clone()));
+    }
     let url = args
         .public_url
         .clone()
