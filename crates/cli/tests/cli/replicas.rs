@@ -224,6 +224,46 @@ fn two_replicas_share_serials_tokens_and_revocations() {
     assert_eq!(list.as_array().unwrap().len(), 10);
     assert_eq!(serials.len(), 10);
 
+    // Concurrent renewals through both replicas: new serials, still unique.
+    let mut children = Vec::new();
+    for i in 1..8 {
+        let port = if i % 2 == 0 { pa } else { pb };
+        children.push(
+            Command::new(bin)
+                .args([
+                    "agent",
+                    "--ca",
+                    &format!("https://localhost:{port}"),
+                    "--dir",
+                    &format!("dev{i}"),
+                    "--once",
+                ])
+                .current_dir(sb.dir.path())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap(),
+        );
+    }
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "renew failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let list = sb
+        .ok(&["ca", "list", "--dir", "ca", "--database", &url, "--json"])
+        .json();
+    let serials: std::collections::HashSet<String> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["serial"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!((list.as_array().unwrap().len(), serials.len()), (17, 17));
+
     // Revoke through replica A (the certificate revokes itself) ...
     let (_, serial) = run_tool(
         &sb,
