@@ -36,6 +36,22 @@ macro_rules! fail {
 }
 
 fn main() -> ExitCode {
+    // `symbolon … | head` closes stdout early; Rust's print macros then
+    // panic. Exit quietly as a SIGPIPE'd process would (128 + 13) instead of
+    // printing a panic for what is normal shell use.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if msg.contains("failed printing to stdout") && msg.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default_hook(info);
+    }));
     let cli = commands::Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -2,7 +2,9 @@
 
 mod ca;
 mod cert;
+mod docs;
 mod gateway;
+mod quickstart;
 mod serve;
 
 use std::path::PathBuf;
@@ -21,21 +23,29 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run a private certificate authority: create it, issue, sign, revoke.
+    /// The whole system in one minute: CA, gateway, backend, enrolled client, allowed and denied requests.
+    Quickstart(quickstart::QuickstartArgs),
+    /// Run a private certificate authority: create it, issue, sign, revoke, serve.
     #[command(subcommand)]
     Ca(CaCommand),
     /// Inspect and verify certificates, CSRs and CRLs.
     #[command(subcommand)]
     Cert(CertCommand),
-    /// Run the mTLS gateway (server or client mode, from its config file).
-    Gateway(gateway::GatewayArgs),
     /// Get a first certificate from the CA with a one-time token.
     Enroll(serve::EnrollArgs),
     /// Keep a certificate fresh: renew before expiry, install atomically, run a hook.
     Agent(serve::AgentArgs),
+    /// Run the mTLS gateway (server or client mode, from its config file).
+    Gateway(gateway::GatewayArgs),
     /// Ask a gateway's policy what it decides for a certificate.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Print shell completions (bash, zsh, fish, elvish, powershell).
+    Completions(docs::CompletionsArgs),
+    /// Print or write man pages.
+    Man(docs::ManArgs),
+    /// Print the Markdown command reference (docs/cli.md).
+    Reference,
 }
 
 #[derive(Debug, Subcommand)]
@@ -107,6 +117,10 @@ pub async fn run(cli: Cli) -> CmdResult {
         },
         Command::Gateway(a) => gateway::run(a).await,
         Command::Enroll(a) => serve::enroll(a).await,
+        Command::Quickstart(a) => quickstart::run(a).await,
+        Command::Completions(a) => docs::completions(a),
+        Command::Man(a) => docs::man(a),
+        Command::Reference => docs::reference(),
         Command::Agent(a) => serve::agent(a).await,
         Command::Policy(PolicyCommand::Check(a)) => gateway::policy_check(a),
     }

@@ -7,6 +7,7 @@ mod support;
 
 mod bad_input;
 mod control_plane;
+mod docs;
 mod gateway_http;
 mod gateway_ops;
 mod init;
@@ -14,6 +15,7 @@ mod inspect;
 mod issue;
 mod lint;
 mod ocsp;
+mod quickstart;
 mod replicas;
 mod revoke;
 mod sign;

@@ -54,6 +54,9 @@ pub enum AgentError {
 /// A CSR for `identities` signed by `key`.
 fn csr_pem(identities: &[Identity], key: &KeyPair) -> Result<String, AgentError> {
     let mut p = CertificateParams::default();
+    // No subject: the identity is in the SANs (rcgen's default CN is a
+    // placeholder that would end up in the certificate).
+    p.distinguished_name = rcgen::DistinguishedName::new();
     for id in identities {
         let san = match id {
             Identity::Spiffe(s) => SanType::URI(
