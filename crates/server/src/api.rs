@@ -38,6 +38,8 @@ pub struct Remote(pub SocketAddr);
 pub struct AppState {
     pub auth: Authority,
     pub metrics: Arc<Metrics>,
+    /// The latest revocation state, published by the feed watcher.
+    pub feed: tokio::sync::watch::Sender<Arc<crate::feed::FeedState>>,
     failures: Mutex<HashMap<IpAddr, (Instant, u32)>>,
 }
 
@@ -46,6 +48,7 @@ impl AppState {
         AppState {
             auth,
             metrics,
+            feed: tokio::sync::watch::Sender::new(Arc::default()),
             failures: Mutex::new(HashMap::new()),
         }
     }
@@ -201,6 +204,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/revoke", post(revoke))
         .route("/v1/tokens", post(create_token))
         .route("/v1/crl", get(crl))
+        .route("/v1/revocations/feed", get(crate::feed::feed))
         .route("/v1/ocsp", post(ocsp_post))
         .route("/v1/ocsp/{*request}", get(ocsp_get))
         .route("/v1/roots", get(roots))

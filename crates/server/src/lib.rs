@@ -4,6 +4,7 @@
 
 mod api;
 mod authority;
+mod feed;
 mod openapi;
 mod serve;
 

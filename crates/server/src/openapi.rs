@@ -46,6 +46,8 @@ pub fn document() -> Value {
             "/v1/ocsp/{request}": {"get": {"summary": "OCSP over GET: the base64 DER request in the path.",
                 "parameters": [{"name": "request", "in": "path", "required": true, "schema": {"type": "string"}}],
                 "responses": {"200": {"description": "OCSPResponse", "content": {"application/ocsp-response": {}}}}}},
+            "/v1/revocations/feed": {"get": {"summary": "Revocations as server-sent events: `snapshot` (the full current set), then `revoked` (new entries) and `heartbeat` every second, each with the revocation number.",
+                "responses": {"200": {"description": "An event stream", "content": {"text/event-stream": {}}}}}},
             "/v1/roots": {"get": {"summary": "The trust bundle (PEM).",
                 "responses": {"200": {"description": "Root certificate(s)", "content": {"application/x-pem-file": {}}}}}},
             "/v1/certificates": {"get": {"summary": "Issued certificates (admin).",

@@ -141,6 +141,7 @@ pub async fn run(auth: Authority, opts: ServeOptions) -> Result<(), String> {
         .await
         .map_err(|e| format!("--listen {}: {e}", opts.listen))?;
     let state = Arc::new(AppState::new(auth, metrics.clone()));
+    crate::feed::spawn_watcher(state.clone());
     if let Ok(c) = fresh_crl(&state).await {
         note_crl(&metrics, &c);
     }

@@ -537,12 +537,22 @@ pub async fn revoke(args: RevokeArgs) -> CmdResult {
     let hex = serial.to_hex();
     let now = OffsetDateTime::now_utc();
     let outcome = ca.auth.store.revoke(&hex, args.reason.as_str(), now).await;
+    // A revocation is published at once as a new CRL: a running `ca serve`
+    // sees the new CRL number and pushes it down its revocation feed.
+    let crl = match &outcome {
+        Ok(RevokeOutcome::Revoked) => Some(ca.auth.publish_crl(None).await),
+        _ => None,
+    };
     ca.auth.store.close().await;
     let outcome = outcome?;
     match outcome {
         RevokeOutcome::Revoked => {
             println!("Revoked {hex} ({}) at {}", args.reason, symbolon_pki::rfc3339(now));
-            println!("Publish it: symbolon ca crl --dir {}", args.dir.dir.display());
+            match crl {
+                Some(Ok(c)) => println!("Published CRL #{} (served by `ca serve` at /v1/crl and on its revocation feed)", c.number),
+                Some(Err(e)) => eprintln!("warning: the revocation is recorded but publishing the CRL failed: {e}; run `symbolon ca crl --dir {}`", args.dir.dir.display()),
+                None => {}
+            }
             Ok(())
         }
         RevokeOutcome::AlreadyRevoked { at, reason } => {
