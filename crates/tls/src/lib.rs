@@ -11,7 +11,7 @@ mod server;
 // === the public interface ===
 pub use client::{CaAnchor, ClientTls, ServerIdentity, ca_client_config};
 pub use credentials::{TlsError, TrustBundle, certified_key_from_der, load_certified_key};
-pub use server::{ClientAuthMode, HandshakeOutcome, ServerTls, SessionState};
+pub use server::{ClientAuthMode, HandshakeOutcome, RevocationCheck, ServerTls, SessionState};
 
 use std::sync::Arc;
 
@@ -43,6 +43,7 @@ pub fn certificate_error(reason: Reason) -> rustls::CertificateError {
         Reason::NameMismatch => C::NotValidForName,
         Reason::UnknownCriticalExtension => C::UnhandledCriticalExtension,
         Reason::PolicyDenied => C::ApplicationVerificationFailure,
+        Reason::RevocationUnavailable => C::UnknownRevocationStatus,
         Reason::CrlExpired
         | Reason::CrlWrongIssuer
         | Reason::CrlBadSignature

@@ -42,6 +42,14 @@ impl ResolvesServerCert for FixedCert {
     }
 }
 
+/// A revocation check run after the chain verifies, on every full and
+/// resumed handshake. It must answer from memory: it is on the handshake
+/// path.
+pub trait RevocationCheck: Send + Sync + std::fmt::Debug {
+    /// `Err((reason, sentence))` when the certificate must be refused.
+    fn check(&self, peer: &symbolon_core::PeerCert) -> Result<(), (symbolon_core::Reason, String)>;
+}
+
 /// Everything needed to make a server config, shared by every connection.
 #[derive(Clone, Debug)]
 pub struct ServerTls {
@@ -52,6 +60,7 @@ pub struct ServerTls {
     provider: Arc<CryptoProvider>,
     sessions: Arc<dyn StoresServerSessions>,
     tickets: Arc<dyn ProducesTickets>,
+    revocation: Option<Arc<dyn RevocationCheck>>,
 }
 
 /// Resumption state kept across reloads, so a certificate rotation does not
@@ -87,7 +96,14 @@ impl ServerTls {
             provider: crate::provider(),
             sessions: state.sessions.clone(),
             tickets: state.tickets.clone(),
+            revocation: None,
         }
+    }
+
+    /// Adds a revocation check to every handshake (full and resumed).
+    pub fn with_revocation(mut self, check: Arc<dyn RevocationCheck>) -> ServerTls {
+        self.revocation = Some(check);
+        self
     }
 
     pub fn trust(&self) -> &Arc<TrustBundle> {
@@ -103,6 +119,7 @@ impl ServerTls {
         let outcome: HandshakeOutcome = Arc::new(Mutex::new(None));
         let verifier = Arc::new(ConnVerifier {
             trust: self.trust.clone(),
+            revocation: self.revocation.clone(),
             mode: self.mode,
             algs: self.provider.signature_verification_algorithms,
             outcome: outcome.clone(),
@@ -120,12 +137,18 @@ impl ServerTls {
     /// Re-verifies a peer certificate (after resumption, where no verifier
     /// ran) against the current trust bundle.
     pub fn reverify(&self, chain: &[CertificateDer<'_>]) -> Result<VerifiedPath, VerifyError> {
-        verify_client(&self.trust, chain, OffsetDateTime::now_utc())
+        verify_client(
+            &self.trust,
+            self.revocation.as_deref(),
+            chain,
+            OffsetDateTime::now_utc(),
+        )
     }
 }
 
 fn verify_client(
     trust: &TrustBundle,
+    revocation: Option<&dyn RevocationCheck>,
     chain: &[CertificateDer<'_>],
     at: OffsetDateTime,
 ) -> Result<VerifiedPath, VerifyError> {
@@ -146,12 +169,24 @@ fn verify_client(
         name: None,
         max_intermediates: 4,
     };
-    symbolon_pki::verify(leaf, &opts)
+    let path = symbolon_pki::verify(leaf, &opts)?;
+    if let Some(r) = revocation
+        && let Err((reason, message)) = r.check(&path.peer)
+    {
+        return Err(VerifyError {
+            reason,
+            message,
+            hint: "the certificate cannot be used any more; issue a new one".into(),
+            certificate: path.path.first().cloned().map(Box::new),
+        });
+    }
+    Ok(path)
 }
 
 #[derive(Debug)]
 struct ConnVerifier {
     trust: Arc<TrustBundle>,
+    revocation: Option<Arc<dyn RevocationCheck>>,
     mode: ClientAuthMode,
     algs: WebPkiSupportedAlgorithms,
     outcome: HandshakeOutcome,
@@ -180,7 +215,7 @@ impl ClientCertVerifier for ConnVerifier {
         let mut chain = Vec::with_capacity(1 + intermediates.len());
         chain.push(end_entity.clone());
         chain.extend(intermediates.iter().cloned());
-        let result = verify_client(&self.trust, &chain, at);
+        let result = verify_client(&self.trust, self.revocation.as_deref(), &chain, at);
         let verdict = match &result {
             Ok(_) => Ok(ClientCertVerified::assertion()),
             Err(e) => Err(rustls::Error::InvalidCertificate(crate::certificate_error(

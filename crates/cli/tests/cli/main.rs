@@ -17,6 +17,7 @@ mod lint;
 mod ocsp;
 mod quickstart;
 mod replicas;
+mod revocation;
 mod revoke;
 mod sign;
 mod verify;

@@ -122,3 +122,70 @@ pub async fn post_json(
         .await
         .unwrap_or_else(|_| Err(unreachable("no answer within 30s".into())))
 }
+
+/// Opens `GET path` and returns the response body as a stream of frames,
+/// for long-lived responses (the revocation feed).
+pub async fn get_stream(
+    ca: &CaUrl,
+    anchor: CaAnchor,
+    path: &str,
+) -> Result<hyper::body::Incoming, CallError> {
+    let url = format!("https://{}:{}", ca.host, ca.port);
+    let unreachable = |detail: String| CallError::Unreachable {
+        url: url.clone(),
+        detail,
+    };
+    let config = symbolon_tls::ca_client_config(anchor, &ca.host, None)
+        .map_err(|e| unreachable(e.to_string()))?;
+    let name = ServerName::try_from(ca.host.clone()).map_err(|e| unreachable(e.to_string()))?;
+    let connect = async {
+        let tcp = TcpStream::connect((ca.host.as_str(), ca.port))
+            .await
+            .map_err(|e| unreachable(e.to_string()))?;
+        let _ = tcp.set_nodelay(true);
+        let tls = TlsConnector::from(config)
+            .connect(name, tcp)
+            .await
+            .map_err(|e| unreachable(format!("TLS: {e}")))?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+            .await
+            .map_err(|e| unreachable(e.to_string()))?;
+        tokio::spawn(conn);
+        let req = hyper::Request::get(path)
+            .header(hyper::header::HOST, format!("{}:{}", ca.host, ca.port))
+            .body(Full::new(Bytes::new()))
+            .map_err(|e| unreachable(e.to_string()))?;
+        let resp = sender
+            .send_request(req)
+            .await
+            .map_err(|e| unreachable(e.to_string()))?;
+        if !resp.status().is_success() {
+            return Err(CallError::Refused {
+                status: resp.status().as_u16(),
+                reason: "http".into(),
+                message: format!("GET {path}"),
+            });
+        }
+        Ok(resp.into_body())
+    };
+    tokio::time::timeout(Duration::from_secs(10), connect)
+        .await
+        .unwrap_or_else(|_| Err(unreachable("no answer within 10s".into())))
+}
+
+/// GETs `path` and returns the whole body.
+pub async fn get_bytes(ca: &CaUrl, anchor: CaAnchor, path: &str) -> Result<Bytes, CallError> {
+    let url = format!("https://{}:{}", ca.host, ca.port);
+    let body = get_stream(ca, anchor, path).await?;
+    let collected = tokio::time::timeout(Duration::from_secs(30), body.collect())
+        .await
+        .map_err(|_| CallError::Unreachable {
+            url: url.clone(),
+            detail: "body not received within 30s".into(),
+        })?
+        .map_err(|e| CallError::Unreachable {
+            url,
+            detail: e.to_string(),
+        })?;
+    Ok(collected.to_bytes())
+}

@@ -18,6 +18,42 @@ pub struct GatewayConfig {
     #[serde(default)]
     pub policy: PolicyConfig,
     pub metrics: Option<MetricsSection>,
+    pub revocation: Option<RevocationSection>,
+}
+
+/// Where revocation data comes from and what to do without it.
+#[derive(Clone, Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevocationSection {
+    /// Control plane base URL (https://host:port): its revocation feed.
+    pub feed: Option<String>,
+    /// CRL URLs (https://…) or files.
+    #[serde(default)]
+    pub crl: Vec<String>,
+    #[serde(default = "sixty_seconds")]
+    pub crl_refresh: String,
+    #[serde(default = "fail_closed")]
+    pub on_unavailable: String,
+    #[serde(default = "ten_minutes")]
+    pub max_staleness: String,
+}
+
+fn sixty_seconds() -> String {
+    "60s".into()
+}
+fn fail_closed() -> String {
+    "fail-closed".into()
+}
+fn ten_minutes() -> String {
+    "10m".into()
+}
+
+/// Validated `[revocation]`.
+#[derive(Clone, Debug)]
+pub struct RevocationSettings {
+    pub sources: crate::gateway::revocation::Sources,
+    pub fail_open: bool,
+    pub max_staleness: Duration,
 }
 
 #[derive(Clone, Debug, serde::Deserialize)]
@@ -125,6 +161,7 @@ pub struct ServerSettings {
     pub handshake_timeout: Duration,
     pub max_connections: usize,
     pub max_connection_lifetime: Option<Duration>,
+    pub revocation: Option<RevocationSettings>,
 }
 
 #[derive(Clone, Debug)]
@@ -196,6 +233,10 @@ pub fn load(file: &Path) -> Result<Loaded, ConfigError> {
             if s.max_connections == 0 {
                 return Err(err("server.max_connections: must be at least 1".into()));
             }
+            let revocation = match &raw.revocation {
+                None => None,
+                Some(r) => Some(revocation_settings(r, &client_ca, &resolve, &err)?),
+            };
             Role::Server(ServerSettings {
                 listen: addr("server.listen", &s.listen)?,
                 cert,
@@ -204,6 +245,7 @@ pub fn load(file: &Path) -> Result<Loaded, ConfigError> {
                 permissive,
                 handshake_timeout: dur("server.handshake_timeout", &s.handshake_timeout)?,
                 max_connections: s.max_connections,
+                revocation,
                 max_connection_lifetime: s
                     .max_connection_lifetime
                     .as_deref()
@@ -267,6 +309,9 @@ pub fn load(file: &Path) -> Result<Loaded, ConfigError> {
     if raw.upstream.proxy_protocol && protocol != Protocol::Tcp {
         return Err(err("upstream.proxy_protocol: only with protocol = \"tcp\" (HTTP mode forwards identity in x-forwarded-client-cert)".into()));
     }
+    if matches!(role, Role::Client(_)) && raw.revocation.is_some() {
+        return Err(err("[revocation] applies to server mode (client certificates); client mode verifies the upstream's identity".into()));
+    }
     if matches!(role, Role::Client(_)) && (protocol != Protocol::Tcp || raw.upstream.proxy_protocol)
     {
         return Err(err(
@@ -297,4 +342,68 @@ pub fn load(file: &Path) -> Result<Loaded, ConfigError> {
 fn resolve_addr(s: &str) -> Option<SocketAddr> {
     use std::net::ToSocketAddrs;
     s.to_socket_addrs().ok()?.next()
+}
+
+fn revocation_settings(
+    r: &RevocationSection,
+    client_ca: &Path,
+    resolve: &dyn Fn(&Path) -> PathBuf,
+    err: &dyn Fn(String) -> ConfigError,
+) -> Result<RevocationSettings, ConfigError> {
+    use crate::agent::client::CaUrl;
+    use crate::gateway::revocation::CrlSource;
+    let fail_open = match r.on_unavailable.as_str() {
+        "fail-closed" => false,
+        "fail-open" => true,
+        other => {
+            return Err(err(format!(
+                "revocation.on_unavailable: {other:?}; use \"fail-closed\" or \"fail-open\""
+            )));
+        }
+    };
+    let dur =
+        |key: &str, v: &str| parse_duration(v).map_err(|e| err(format!("revocation.{key}: {e}")));
+    let feed = r
+        .feed
+        .as_deref()
+        .map(|u| {
+            CaUrl::parse(u).map_err(|e| err(format!("revocation.feed: {}", e.replace("--ca ", ""))))
+        })
+        .transpose()?;
+    let mut crls = Vec::new();
+    for c in &r.crl {
+        if c.starts_with("https://") {
+            let url = CaUrl::parse(c)
+                .map_err(|e| err(format!("revocation.crl: {}", e.replace("--ca ", ""))))?;
+            let path = c
+                .splitn(4, '/')
+                .nth(3)
+                .map(|p| format!("/{p}"))
+                .unwrap_or_else(|| "/v1/crl".into());
+            crls.push(CrlSource::Url(url, path));
+        } else if c.contains("://") {
+            return Err(err(format!(
+                "revocation.crl: {c:?}: use an https:// URL or a file path"
+            )));
+        } else {
+            crls.push(CrlSource::File(resolve(Path::new(c))));
+        }
+    }
+    if feed.is_none() && crls.is_empty() {
+        return Err(err(
+            "[revocation]: give a source: feed = \"https://ca:8443\" and/or crl = [\"…\"]".into(),
+        ));
+    }
+    let anchors = symbolon_pki::input::load_certificates(client_ca)
+        .map_err(|e| err(format!("server.client_ca: {e}")))?;
+    Ok(RevocationSettings {
+        sources: crate::gateway::revocation::Sources {
+            feed,
+            crls,
+            crl_refresh: dur("crl_refresh", &r.crl_refresh)?,
+            anchors,
+        },
+        fail_open,
+        max_staleness: dur("max_staleness", &r.max_staleness)?,
+    })
 }

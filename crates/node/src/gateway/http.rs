@@ -57,7 +57,6 @@ fn json_response(status: StatusCode, body: serde_json::Value) -> Response<Body> 
 
 pub async fn serve_connection(stream: TlsStream<TcpStream>, ctx: ConnContext, shared: Arc<Shared>) {
     let ctx = Arc::new(ctx);
-    let deadline = ctx.deadline;
     let svc_ctx = ctx.clone();
     let service = hyper::service::service_fn(move |req| {
         let ctx = svc_ctx.clone();
@@ -66,17 +65,10 @@ pub async fn serve_connection(stream: TlsStream<TcpStream>, ctx: ConnContext, sh
     });
     let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     let conn = builder.serve_connection(TokioIo::new(stream), service);
-    match deadline {
-        Some(d) => {
-            tokio::select! {
-                _ = conn => {}
-                _ = tokio::time::sleep_until(d) => {
-                    tracing::info!(remote = %ctx.remote, "connection closed: maximum lifetime or client certificate expiry reached");
-                }
-            }
-        }
-        None => {
-            let _ = conn.await;
+    tokio::select! {
+        _ = conn => {}
+        why = ctx.must_close() => {
+            tracing::info!(remote = %ctx.remote, "connection closed: {why}");
         }
     }
 }

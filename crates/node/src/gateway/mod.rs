@@ -5,6 +5,7 @@ pub mod client;
 pub mod config;
 pub mod http;
 pub mod identity;
+pub mod revocation;
 pub mod server;
 pub mod state;
 pub mod tcp;
@@ -61,6 +62,36 @@ pub const METRICS: symbolon_core::MetricHelp = &[
         "Configuration and credential reloads by result.",
     ),
     (
+        "symbolon_gateway_revocation_data_age_seconds",
+        "gauge",
+        "Seconds since a revocation source last confirmed fresh data (-1: never).",
+    ),
+    (
+        "symbolon_gateway_revocation_entries",
+        "gauge",
+        "Revoked certificates known.",
+    ),
+    (
+        "symbolon_gateway_revocation_rollbacks_total",
+        "counter",
+        "Revocation data refused because it was older than data already seen.",
+    ),
+    (
+        "symbolon_gateway_revocation_fail_open_total",
+        "counter",
+        "Handshakes accepted with stale revocation data (on_unavailable = fail-open).",
+    ),
+    (
+        "symbolon_gateway_revocation_source_errors_total",
+        "counter",
+        "Failed fetches or checks of a revocation source.",
+    ),
+    (
+        "symbolon_gateway_connections_closed_total",
+        "counter",
+        "Live connections closed by the gateway, by reason.",
+    ),
+    (
         "symbolon_gateway_upstream_errors_total",
         "counter",
         "Failures to reach or talk to the upstream.",
@@ -79,7 +110,13 @@ pub async fn run(cfg: Loaded) -> Result<(), String> {
     match cfg.role.clone() {
         Role::Server(settings) => {
             let sessions = symbolon_tls::SessionState::new().map_err(|e| e.to_string())?;
-            let live = state::build(&cfg, &sessions, 1, &metrics)?;
+            let rev = settings.revocation.as_ref().map(|r| {
+                let rev =
+                    revocation::Revocation::new(r.fail_open, r.max_staleness, metrics.clone());
+                revocation::start(rev.clone(), r.sources.clone());
+                rev
+            });
+            let live = state::build(&cfg, &sessions, 1, &metrics, rev.clone())?;
             let listener = bind(settings.listen, "server.listen").await?;
             start_metrics(&cfg, metrics.clone()).await?;
             let (tx, rx) = watch::channel(Arc::new(live));
@@ -90,8 +127,16 @@ pub async fn run(cfg: Loaded) -> Result<(), String> {
                 settings,
                 live: rx,
                 metrics: metrics.clone(),
+                revocation: rev.clone(),
             });
-            tokio::spawn(state::reload_loop(cfg, tx, sessions, metrics, RELOAD_POLL));
+            tokio::spawn(state::reload_loop(
+                cfg,
+                tx,
+                sessions,
+                metrics,
+                RELOAD_POLL,
+                rev,
+            ));
             server::serve(listener, shared).await;
         }
         Role::Client(settings) => {

@@ -28,6 +28,32 @@ pub struct ConnContext {
     /// When the connection must end: the configured maximum lifetime, and
     /// never after the client certificate expires.
     pub deadline: Option<tokio::time::Instant>,
+    /// Fires when the client certificate is revoked; keeps the connection
+    /// registered while it lives.
+    pub revoked: Option<super::revocation::ConnGuard>,
+}
+
+impl ConnContext {
+    /// Resolves when the connection must close: its deadline passed or its
+    /// certificate was revoked. Pending forever when neither can happen.
+    pub async fn must_close(&self) -> &'static str {
+        let deadline = async {
+            match self.deadline {
+                Some(d) => tokio::time::sleep_until(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        let revoked = async {
+            match &self.revoked {
+                Some(g) => g.closed.notified().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = deadline => "maximum lifetime or client certificate expiry reached",
+            _ = revoked => "client certificate revoked",
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -37,6 +63,7 @@ pub struct Shared {
     pub live: watch::Receiver<Arc<Live>>,
     pub metrics: Arc<Metrics>,
     pub upstream: http::Upstream,
+    pub revocation: Option<Arc<super::revocation::Revocation>>,
 }
 
 fn cert_fields(c: &CertRef) -> String {
@@ -245,12 +272,17 @@ async fn handle(tcp: TcpStream, remote: SocketAddr, shared: &Arc<Shared>) {
         let cert_end = tokio::time::Instant::now() + std::time::Duration::from_millis(left);
         deadline = Some(deadline.map_or(cert_end, |d| d.min(cert_end)));
     }
+    let revoked = match (&shared.revocation, &peer) {
+        (Some(r), Some(p)) => Some(r.register(p)),
+        _ => None,
+    };
     let ctx = ConnContext {
         remote,
         local,
         peer,
         tls_version,
         deadline,
+        revoked,
     };
     match shared.cfg.protocol {
         Protocol::Http => http::serve_connection(stream, ctx, shared.clone()).await,

@@ -29,6 +29,7 @@ pub fn build(
     sessions: &SessionState,
     generation: u64,
     metrics: &Metrics,
+    revocation: Option<Arc<super::revocation::Revocation>>,
 ) -> Result<Live, String> {
     let Role::Server(s) = &cfg.role else {
         return Err("not a server-mode configuration".into());
@@ -77,7 +78,12 @@ pub fn build(
         config::Protocol::Tcp => Vec::new(),
     };
     Ok(Live {
-        tls: ServerTls::new(cert, Arc::new(trust), mode, alpn, sessions),
+        tls: match revocation {
+            Some(r) => {
+                ServerTls::new(cert, Arc::new(trust), mode, alpn, sessions).with_revocation(r)
+            }
+            None => ServerTls::new(cert, Arc::new(trust), mode, alpn, sessions),
+        },
         policy: cfg.policy.clone(),
         by,
         generation,
@@ -108,6 +114,7 @@ pub async fn reload_loop(
     sessions: SessionState,
     metrics: Arc<Metrics>,
     interval: Duration,
+    revocation: Option<Arc<super::revocation::Revocation>>,
 ) {
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
     let mut seen = fingerprint(&watched(&cfg));
@@ -143,7 +150,7 @@ pub async fn reload_loop(
             );
         }
         generation += 1;
-        match build(&fresh, &sessions, generation, &metrics) {
+        match build(&fresh, &sessions, generation, &metrics, revocation.clone()) {
             Ok(live) => {
                 metrics.inc("symbolon_gateway_reloads_total", &[("result", "ok")]);
                 tracing::info!(

@@ -88,17 +88,10 @@ pub async fn forward(mut stream: TlsStream<TcpStream>, ctx: ConnContext, shared:
         }
     }
     let copy = tokio::io::copy_bidirectional(&mut stream, &mut upstream);
-    match ctx.deadline {
-        Some(d) => {
-            tokio::select! {
-                _ = copy => {}
-                _ = tokio::time::sleep_until(d) => {
-                    tracing::info!(remote = %ctx.remote, "connection closed: maximum lifetime or client certificate expiry reached");
-                }
-            }
-        }
-        None => {
-            let _ = copy.await;
+    tokio::select! {
+        _ = copy => {}
+        why = ctx.must_close() => {
+            tracing::info!(remote = %ctx.remote, "connection closed: {why}");
         }
     }
 }
