@@ -81,12 +81,12 @@ pub struct ConnGuard {
 
 impl Drop for ConnGuard {
     fn drop(&mut self) {
-        if let Ok(mut c) = self.rev.conns.lock() {
-            if let Some(v) = c.get_mut(&self.key) {
-                v.retain(|(id, _)| *id != self.id);
-                if v.is_empty() {
-                    c.remove(&self.key);
-                }
+        if let Ok(mut c) = self.rev.conns.lock()
+            && let Some(v) = c.get_mut(&self.key)
+        {
+            v.retain(|(id, _)| *id != self.id);
+            if v.is_empty() {
+                c.remove(&self.key);
             }
         }
     }
