@@ -42,7 +42,7 @@ pub type RevokedEntry = (String, String, String, String);
 type Registry = HashMap<String, Vec<(u64, Arc<Notify>)>>;
 
 /// A verified CRL: its number, whether it is current, its entries.
-type CrlContents = (u64, bool, Vec<RevokedEntry>);
+pub type CrlContents = (u64, bool, Vec<RevokedEntry>);
 
 #[derive(Debug, Default)]
 struct Inner {
@@ -393,7 +393,7 @@ async fn follow_feed(rev: Arc<Revocation>, ca: CaUrl, anchor: CaAnchor) {
 }
 
 /// Verifies a CRL against the trust anchors and returns (number, current, entries).
-fn read_crl(
+pub fn read_crl(
     der: &[u8],
     anchors: &[rustls::pki_types::CertificateDer<'static>],
 ) -> Result<CrlContents, String> {
