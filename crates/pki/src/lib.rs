@@ -29,7 +29,10 @@ pub use inspect::{
 };
 pub use issue::{IssuedCert, LeafSpec, Profile};
 pub use keys::{KeyInfo, KeyType, PBKDF2_ITERATIONS, check_spki_der, decrypt_pkcs8, encrypt_pkcs8};
-pub use ocsp::{CertId, OcspFailure, OcspRequest, OcspStatus, ocsp_failure, parse_ocsp_request};
+pub use ocsp::{
+    CertId, OcspFailure, OcspRequest, OcspStatus, check_ocsp_response, ocsp_failure, ocsp_request,
+    parse_ocsp_request, read_ocsp_response,
+};
 pub use serial::Serial;
 pub use token::{
     TokenClaims, TokenError, new_token_key, sign_token, token_claims_unverified, verify_token,

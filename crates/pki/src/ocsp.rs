@@ -279,6 +279,184 @@ fn signature_algorithm(key: &rcgen::KeyPair) -> Result<Vec<u8>, PkiError> {
     })
 }
 
+// === client side: asking about one certificate (stapling) ===
+
+/// An OCSPRequest (SHA-1 CertID, as every responder supports) for `leaf`
+/// issued by `issuer`, without nonce: a stapled response is shared by all
+/// clients, so it cannot echo one.
+pub fn ocsp_request(leaf: &[u8], issuer: &[u8]) -> Result<Vec<u8>, PkiError> {
+    let bad = |w: &str| PkiError::Refused(format!("cannot build an OCSP request: {w}"));
+    let (_, l) =
+        x509_parser::parse_x509_certificate(leaf).map_err(|_| bad("leaf does not parse"))?;
+    let (_, i) =
+        x509_parser::parse_x509_certificate(issuer).map_err(|_| bad("issuer does not parse"))?;
+    let serial = l.raw_serial();
+    let mut int = serial.to_vec();
+    if int.first().is_some_and(|b| b & 0x80 != 0) {
+        int.insert(0, 0);
+    }
+    let cid = der::seq(&[
+        &der::seq(&[&der::oid(OID_SHA1), &der::tlv(der::NULL, &[])]),
+        &der::tlv(der::OCTET_STRING, &hash(false, i.subject().as_raw())),
+        &der::tlv(
+            der::OCTET_STRING,
+            &hash(false, &i.public_key().subject_public_key.data),
+        ),
+        &der::tlv(der::INTEGER, &int),
+    ]);
+    Ok(der::seq(&[&der::seq(&[&der::seq(&[&der::seq(&[&cid])])])]))
+}
+
+fn parse_generalized(v: &[u8]) -> Option<OffsetDateTime> {
+    let s = std::str::from_utf8(v).ok()?;
+    let f = time::macros::format_description!("[year][month][day][hour][minute][second]Z");
+    time::PrimitiveDateTime::parse(s, &f)
+        .ok()
+        .map(|t| t.assume_utc())
+}
+
+/// Checks a response for stapling: successful, signed by `issuer`'s key,
+/// status `good` for `leaf`; returns its nextUpdate.
+pub fn check_ocsp_response(
+    resp: &[u8],
+    leaf: &[u8],
+    issuer: &[u8],
+) -> Result<OffsetDateTime, String> {
+    match read_ocsp_response(resp, leaf, issuer)? {
+        (OcspStatus::Good, next) => Ok(next),
+        _ => Err("unusable OCSP response: the certificate's status is not good".into()),
+    }
+}
+
+/// Reads a response about `leaf`: successful, signed by `issuer`'s key;
+/// returns the status and nextUpdate.
+pub fn read_ocsp_response(
+    resp: &[u8],
+    leaf: &[u8],
+    issuer: &[u8],
+) -> Result<(OcspStatus, OffsetDateTime), String> {
+    let bad = |w: &str| format!("unusable OCSP response: {w}");
+    let mut outer = Reader::new(resp);
+    let mut r = Reader::new(
+        outer
+            .expect(der::SEQUENCE)
+            .ok_or_else(|| bad("not a SEQUENCE"))?,
+    );
+    let status = r.expect(ENUMERATED).ok_or_else(|| bad("no status"))?;
+    if status != [0] {
+        return Err(bad(&format!("responder status {status:?}")));
+    }
+    let (tag, bytes) = r.any().ok_or_else(|| bad("no responseBytes"))?;
+    if tag != 0xa0 {
+        return Err(bad("no responseBytes"));
+    }
+    let mut rb = Reader::new(
+        Reader::new(bytes)
+            .expect(der::SEQUENCE)
+            .ok_or_else(|| bad("responseBytes"))?,
+    );
+    if rb.expect(der::OID).ok_or_else(|| bad("responseType"))? != &der::oid(OID_BASIC)[2..] {
+        return Err(bad("not a basic response"));
+    }
+    let basic = rb
+        .expect(der::OCTET_STRING)
+        .ok_or_else(|| bad("response"))?;
+    let mut b = Reader::new(
+        Reader::new(basic)
+            .expect(der::SEQUENCE)
+            .ok_or_else(|| bad("BasicOCSPResponse"))?,
+    );
+    let tbs_body = b
+        .expect(der::SEQUENCE)
+        .ok_or_else(|| bad("tbsResponseData"))?;
+    let tbs_raw = der::tlv(der::SEQUENCE, tbs_body);
+    let mut alg = Reader::new(
+        b.expect(der::SEQUENCE)
+            .ok_or_else(|| bad("signatureAlgorithm"))?,
+    );
+    let alg_oid = alg
+        .expect(der::OID)
+        .ok_or_else(|| bad("signatureAlgorithm"))?
+        .to_vec();
+    let sig = b.expect(BIT_STRING).ok_or_else(|| bad("signature"))?;
+    let sig = sig.get(1..).ok_or_else(|| bad("signature"))?;
+    let (_, i) =
+        x509_parser::parse_x509_certificate(issuer).map_err(|_| bad("issuer does not parse"))?;
+    use aws_lc_rs::signature as s;
+    let scheme: &dyn s::VerificationAlgorithm = if alg_oid == der::oid("1.2.840.10045.4.3.2")[2..] {
+        &s::ECDSA_P256_SHA256_ASN1
+    } else if alg_oid == der::oid("1.2.840.10045.4.3.3")[2..] {
+        &s::ECDSA_P384_SHA384_ASN1
+    } else if alg_oid == der::oid("1.3.101.112")[2..] {
+        &s::ED25519
+    } else if alg_oid == der::oid("1.2.840.113549.1.1.11")[2..] {
+        &s::RSA_PKCS1_2048_8192_SHA256
+    } else {
+        return Err(bad("unsupported signature algorithm"));
+    };
+    s::UnparsedPublicKey::new(scheme, &i.public_key().subject_public_key.data)
+        .verify(&tbs_raw, sig)
+        .map_err(|_| bad("the signature does not verify with the issuer's key"))?;
+
+    let mut tbs = Reader::new(tbs_body);
+    if tbs.peek_tag() == Some(0xa0) {
+        tbs.any();
+    }
+    tbs.any().ok_or_else(|| bad("responderID"))?;
+    tbs.expect(GENERALIZED_TIME)
+        .ok_or_else(|| bad("producedAt"))?;
+    let mut responses = Reader::new(tbs.expect(der::SEQUENCE).ok_or_else(|| bad("responses"))?);
+    let (_, l) =
+        x509_parser::parse_x509_certificate(leaf).map_err(|_| bad("leaf does not parse"))?;
+    let want = Serial::from_be_bytes(l.raw_serial());
+    while let Some((_, single)) = responses.any() {
+        let mut one = Reader::new(single);
+        let mut cid = Reader::new(one.expect(der::SEQUENCE).ok_or_else(|| bad("certID"))?);
+        cid.any();
+        cid.any();
+        cid.any();
+        let serial = Serial::from_be_bytes(cid.expect(der::INTEGER).ok_or_else(|| bad("serial"))?);
+        let (status_tag, status_body) = one.any().ok_or_else(|| bad("certStatus"))?;
+        one.expect(GENERALIZED_TIME)
+            .ok_or_else(|| bad("thisUpdate"))?;
+        let next = match one.any() {
+            Some((0xa0, v)) => Reader::new(v)
+                .expect(GENERALIZED_TIME)
+                .and_then(parse_generalized),
+            _ => None,
+        };
+        if serial != want {
+            continue;
+        }
+        let status = match status_tag {
+            0x80 => OcspStatus::Good,
+            0xa1 => {
+                let mut info = Reader::new(status_body);
+                let at = info
+                    .expect(GENERALIZED_TIME)
+                    .and_then(parse_generalized)
+                    .ok_or_else(|| bad("revocationTime"))?;
+                let reason = match info.any() {
+                    Some((0xa0, v)) => Reader::new(v)
+                        .expect(ENUMERATED)
+                        .and_then(|c| c.first().copied())
+                        .unwrap_or(0),
+                    _ => 0,
+                };
+                let reason = RevocationReason::ALL
+                    .iter()
+                    .copied()
+                    .find(|r| r.code() == reason)
+                    .unwrap_or(RevocationReason::Unspecified);
+                OcspStatus::Revoked { at, reason }
+            }
+            _ => OcspStatus::Unknown,
+        };
+        return Ok((status, next.ok_or_else(|| bad("no nextUpdate"))?));
+    }
+    Err(bad("no answer for this certificate"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -100,6 +100,17 @@ impl ServerTls {
         }
     }
 
+    /// The same configuration stapling `ocsp` (a DER OCSPResponse for our
+    /// own certificate) to every handshake (RFC 6066).
+    pub fn with_ocsp(&self, ocsp: Vec<u8>) -> ServerTls {
+        let mut ck = (*self.cert).clone();
+        ck.ocsp = Some(ocsp);
+        ServerTls {
+            cert: Arc::new(ck),
+            ..self.clone()
+        }
+    }
+
     /// Adds a revocation check to every handshake (full and resumed).
     pub fn with_revocation(mut self, check: Arc<dyn RevocationCheck>) -> ServerTls {
         self.revocation = Some(check);

@@ -440,3 +440,175 @@ fn a_crl_with_a_lower_number_is_refused() {
         );
     }
 }
+
+#[test]
+fn the_gateway_staples_ocsp_for_its_own_certificate() {
+    let Some(openssl) = tool("openssl") else {
+        return;
+    };
+    let sb = Sandbox::new();
+    let ca_port = free_port();
+    sb.ok(&[
+        "ca",
+        "init",
+        "--dir",
+        "ca",
+        "--insecure-plaintext-root-key",
+        "--trust-domain",
+        "example.org",
+        "--public-url",
+        &format!("https://localhost:{ca_port}"),
+    ]);
+    sb.ok(&[
+        "ca",
+        "issue",
+        "--dir",
+        "ca",
+        "--dns",
+        "localhost",
+        "--ip",
+        "127.0.0.1",
+        "--profile",
+        "server",
+        "--out",
+        "gw",
+    ]);
+    let _serve = Serve::start(&sb, ca_port);
+    let backend = TcpBackend::start();
+    let port = free_port();
+    let cfg = format!(
+        "[server]\nlisten = \"127.0.0.1:{port}\"\ncert = \"gw.crt\"\nkey = \"gw.key\"\nclient_ca = \"ca/ca-bundle.pem\"\nmode = \"permissive\"\n\n[upstream]\naddress = \"{}\"\nprotocol = \"tcp\"\n",
+        backend.addr
+    );
+    let gw = Gateway::start(&sb, "gw.toml", &cfg, port);
+    gw.wait_log("stapling a fresh OCSP response");
+    let out = Command::new(&openssl)
+        .args([
+            "s_client",
+            "-connect",
+            &format!("127.0.0.1:{port}"),
+            "-servername",
+            "localhost",
+            "-status",
+            "-CAfile",
+            "ca/root.crt",
+        ])
+        .current_dir(sb.dir.path())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("OCSP Response Status: successful"), "{text}");
+    assert!(text.contains("Cert Status: good"), "{text}");
+}
+
+#[test]
+fn the_ocsp_source_refuses_a_revoked_certificate_and_fails_closed_without_a_responder() {
+    let Some(python) = tool("python3") else {
+        return;
+    };
+    let sb = Sandbox::new();
+    let ca_port = free_port();
+    sb.ok(&[
+        "ca",
+        "init",
+        "--dir",
+        "ca",
+        "--insecure-plaintext-root-key",
+        "--trust-domain",
+        "example.org",
+        "--public-url",
+        &format!("https://localhost:{ca_port}"),
+    ]);
+    sb.ok(&[
+        "ca",
+        "issue",
+        "--dir",
+        "ca",
+        "--dns",
+        "localhost",
+        "--ip",
+        "127.0.0.1",
+        "--profile",
+        "server",
+        "--out",
+        "gw",
+    ]);
+    sb.ok(&[
+        "ca",
+        "issue",
+        "--dir",
+        "ca",
+        "--spiffe-id",
+        "spiffe://example.org/web",
+        "--out",
+        "web",
+    ]);
+    let serve = Serve::start(&sb, ca_port);
+    let backend = TcpBackend::start();
+    let port = free_port();
+    let cfg = gateway_config(
+        port,
+        backend.addr,
+        "ocsp = true\non_unavailable = \"fail-closed\"",
+    );
+    let gw = Gateway::start(&sb, "gw.toml", &cfg, port);
+    assert!(
+        handshake_ok(&python, &sb, port),
+        "OCSP good must pass:\n{}",
+        gw.log_text()
+    );
+    // A certificate revoked before its first use is refused by OCSP.
+    sb.ok(&[
+        "ca",
+        "issue",
+        "--dir",
+        "ca",
+        "--spiffe-id",
+        "spiffe://example.org/web",
+        "--out",
+        "web2",
+        "--force",
+    ]);
+    sb.ok(&[
+        "ca",
+        "revoke",
+        "--dir",
+        "ca",
+        "--cert",
+        "web2.crt",
+        "--reason",
+        "keyCompromise",
+    ]);
+    std::fs::copy(sb.path("web2.crt"), sb.path("web.crt")).unwrap();
+    std::fs::copy(sb.path("web2.key"), sb.path("web.key")).unwrap();
+    assert!(
+        !handshake_ok(&python, &sb, port),
+        "revoked by OCSP must be refused"
+    );
+    let log = gw.wait_log("OCSP says");
+    assert!(log.contains("reason=\"revoked\""), "{log}");
+    // No responder and no cached answer: fail closed.
+    drop(serve);
+    sb.ok(&[
+        "ca",
+        "issue",
+        "--dir",
+        "ca",
+        "--spiffe-id",
+        "spiffe://example.org/web",
+        "--out",
+        "web",
+        "--force",
+    ]);
+    assert!(
+        !handshake_ok(&python, &sb, port),
+        "no OCSP answer with fail-closed must refuse"
+    );
+    gw.wait_log("reason=\"revocation_unavailable\"");
+    assert_eq!(
+        backend.total_bytes(),
+        2,
+        "only the first (good) connection reached the backend"
+    );
+}

@@ -189,3 +189,61 @@ pub async fn get_bytes(ca: &CaUrl, anchor: CaAnchor, path: &str) -> Result<Bytes
         })?;
     Ok(collected.to_bytes())
 }
+
+/// POSTs raw bytes (e.g. an OCSP request) and returns the body.
+pub async fn post_bytes(
+    ca: &CaUrl,
+    anchor: CaAnchor,
+    path: &str,
+    content_type: &str,
+    body: Vec<u8>,
+) -> Result<Bytes, CallError> {
+    let url = format!("https://{}:{}", ca.host, ca.port);
+    let unreachable = |detail: String| CallError::Unreachable {
+        url: url.clone(),
+        detail,
+    };
+    let config = symbolon_tls::ca_client_config(anchor, &ca.host, None)
+        .map_err(|e| unreachable(e.to_string()))?;
+    let name = ServerName::try_from(ca.host.clone()).map_err(|e| unreachable(e.to_string()))?;
+    let work = async {
+        let tcp = TcpStream::connect((ca.host.as_str(), ca.port))
+            .await
+            .map_err(|e| unreachable(e.to_string()))?;
+        let tls = TlsConnector::from(config)
+            .connect(name, tcp)
+            .await
+            .map_err(|e| unreachable(format!("TLS: {e}")))?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+            .await
+            .map_err(|e| unreachable(e.to_string()))?;
+        tokio::spawn(conn);
+        let req = hyper::Request::post(path)
+            .header(hyper::header::HOST, format!("{}:{}", ca.host, ca.port))
+            .header(hyper::header::CONTENT_TYPE, content_type)
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| unreachable(e.to_string()))?;
+        let resp = sender
+            .send_request(req)
+            .await
+            .map_err(|e| unreachable(e.to_string()))?;
+        let status = resp.status().as_u16();
+        let bytes = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| unreachable(e.to_string()))?
+            .to_bytes();
+        if status >= 400 {
+            return Err(CallError::Refused {
+                status,
+                reason: "http".into(),
+                message: format!("POST {path}"),
+            });
+        }
+        Ok(bytes)
+    };
+    tokio::time::timeout(Duration::from_secs(15), work)
+        .await
+        .unwrap_or_else(|_| Err(unreachable("no answer within 15s".into())))
+}

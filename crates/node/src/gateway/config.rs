@@ -30,6 +30,11 @@ pub struct RevocationSection {
     /// CRL URLs (https://…) or files.
     #[serde(default)]
     pub crl: Vec<String>,
+    /// Ask OCSP for client certificates without a fresh cached answer.
+    #[serde(default)]
+    pub ocsp: bool,
+    /// OCSP responder to use instead of the certificate's AIA URL.
+    pub ocsp_url: Option<String>,
     #[serde(default = "sixty_seconds")]
     pub crl_refresh: String,
     #[serde(default = "fail_closed")]
@@ -389,16 +394,22 @@ fn revocation_settings(
             crls.push(CrlSource::File(resolve(Path::new(c))));
         }
     }
-    if feed.is_none() && crls.is_empty() {
+    if feed.is_none() && crls.is_empty() && !r.ocsp {
         return Err(err(
-            "[revocation]: give a source: feed = \"https://ca:8443\" and/or crl = [\"…\"]".into(),
+            "[revocation]: give a source: feed = \"https://ca:8443\", crl = [\"…\"] and/or ocsp = true".into(),
         ));
+    }
+    if let Some(u) = &r.ocsp_url {
+        CaUrl::parse(u)
+            .map_err(|e| err(format!("revocation.ocsp_url: {}", e.replace("--ca ", ""))))?;
     }
     let anchors = symbolon_pki::input::load_certificates(client_ca)
         .map_err(|e| err(format!("server.client_ca: {e}")))?;
     Ok(RevocationSettings {
         sources: crate::gateway::revocation::Sources {
             feed,
+            ocsp: r.ocsp,
+            ocsp_url: r.ocsp_url.clone(),
             crls,
             crl_refresh: dur("crl_refresh", &r.crl_refresh)?,
             anchors,

@@ -7,6 +7,7 @@ pub mod http;
 pub mod identity;
 pub mod revocation;
 pub mod server;
+pub mod stapling;
 pub mod state;
 pub mod tcp;
 
@@ -111,8 +112,12 @@ pub async fn run(cfg: Loaded) -> Result<(), String> {
         Role::Server(settings) => {
             let sessions = symbolon_tls::SessionState::new().map_err(|e| e.to_string())?;
             let rev = settings.revocation.as_ref().map(|r| {
-                let rev =
-                    revocation::Revocation::new(r.fail_open, r.max_staleness, metrics.clone());
+                let rev = revocation::Revocation::new(
+                    r.fail_open,
+                    r.max_staleness,
+                    metrics.clone(),
+                    &r.sources,
+                );
                 revocation::start(rev.clone(), r.sources.clone());
                 rev
             });
@@ -129,6 +134,8 @@ pub async fn run(cfg: Loaded) -> Result<(), String> {
                 metrics: metrics.clone(),
                 revocation: rev.clone(),
             });
+            let anchor = symbolon_tls::CaAnchor::Root(stapling_anchor(&shared.settings.client_ca)?);
+            tokio::spawn(stapling::staple_loop(tx.clone(), anchor, metrics.clone()));
             tokio::spawn(state::reload_loop(
                 cfg,
                 tx,
@@ -154,6 +161,21 @@ pub async fn run(cfg: Loaded) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// The root that authenticates the CA's OCSP endpoint: the self-signed
+/// certificate in the client CA bundle (or its first certificate).
+fn stapling_anchor(
+    client_ca: &std::path::Path,
+) -> Result<rustls::pki_types::CertificateDer<'static>, String> {
+    let certs = symbolon_pki::input::load_certificates(client_ca).map_err(|e| e.to_string())?;
+    let now = time::OffsetDateTime::now_utc();
+    let root = certs
+        .iter()
+        .find(|c| symbolon_pki::describe_certificate(c, now).is_some_and(|s| s.self_signed))
+        .or(certs.first());
+    root.cloned()
+        .ok_or_else(|| format!("{}: no certificate", client_ca.display()))
 }
 
 async fn bind(addr: std::net::SocketAddr, key: &str) -> Result<TcpListener, String> {

@@ -23,6 +23,10 @@ use crate::agent::client::{self, CaUrl};
 #[derive(Clone, Debug)]
 pub struct Sources {
     pub feed: Option<CaUrl>,
+    /// Ask OCSP (the certificate's AIA URL, or `ocsp_url`) after the
+    /// handshake when no fresh answer is cached.
+    pub ocsp: bool,
+    pub ocsp_url: Option<String>,
     pub crls: Vec<CrlSource>,
     pub crl_refresh: Duration,
     /// The trust anchor for the CA's HTTPS endpoint and CRL signatures.
@@ -55,10 +59,21 @@ struct Inner {
     last_warning: Option<Instant>,
 }
 
+/// A cached OCSP answer: revoked (reason, time) or good, until nextUpdate.
+type OcspAnswer = (Option<(String, String)>, time::OffsetDateTime);
+
 /// The gateway's revocation state.
 #[derive(Debug)]
 pub struct Revocation {
     inner: RwLock<Inner>,
+    ocsp_cache: Mutex<HashMap<String, OcspAnswer>>,
+    /// Whether a feed or CRL source exists; staleness applies to them (OCSP
+    /// answers carry their own nextUpdate).
+    bulk: bool,
+    ocsp: Option<(
+        Option<String>,
+        Vec<rustls::pki_types::CertificateDer<'static>>,
+    )>,
     fail_open: bool,
     max_staleness: Duration,
     conns: Mutex<Registry>,
@@ -93,9 +108,19 @@ impl Drop for ConnGuard {
 }
 
 impl Revocation {
-    pub fn new(fail_open: bool, max_staleness: Duration, metrics: Arc<Metrics>) -> Arc<Revocation> {
+    pub fn new(
+        fail_open: bool,
+        max_staleness: Duration,
+        metrics: Arc<Metrics>,
+        sources: &Sources,
+    ) -> Arc<Revocation> {
         Arc::new(Revocation {
             inner: RwLock::new(Inner::default()),
+            ocsp_cache: Mutex::new(HashMap::new()),
+            bulk: sources.feed.is_some() || !sources.crls.is_empty(),
+            ocsp: sources
+                .ocsp
+                .then(|| (sources.ocsp_url.clone(), sources.anchors.clone())),
             fail_open,
             max_staleness,
             conns: Mutex::new(HashMap::new()),
@@ -246,6 +271,148 @@ impl Revocation {
         Ok(())
     }
 
+    /// The OCSP source, run after the handshake and before any byte goes
+    /// upstream: a cached answer is used until its nextUpdate; otherwise the
+    /// responder is asked, and a failure follows `on_unavailable`.
+    pub async fn check_ocsp(
+        &self,
+        peer: &PeerCert,
+        chain: &[rustls::pki_types::CertificateDer<'static>],
+    ) -> Result<(), (Reason, String)> {
+        let Some((url, anchors)) = &self.ocsp else {
+            return Ok(());
+        };
+        let k = key(&peer.issuer, &peer.serial);
+        let now = time::OffsetDateTime::now_utc();
+        let cached = self
+            .ocsp_cache
+            .lock()
+            .ok()
+            .and_then(|c| c.get(&k).cloned())
+            .filter(|(_, next)| *next > now);
+        let answer = match cached {
+            Some(a) => Ok(a),
+            None => self.ask_ocsp(url.as_deref(), anchors, chain).await,
+        };
+        match answer {
+            Ok((revoked, next)) => {
+                if let Ok(mut c) = self.ocsp_cache.lock() {
+                    if c.len() > 100_000 {
+                        c.retain(|_, (_, n)| *n > now);
+                    }
+                    c.insert(k, (revoked.clone(), next));
+                }
+                match revoked {
+                    Some((reason, at)) => {
+                        let fresh = self
+                            .inner
+                            .write()
+                            .map(|mut i| {
+                                self.merge(
+                                    &mut i,
+                                    vec![(
+                                        peer.issuer.clone(),
+                                        peer.serial.clone(),
+                                        reason.clone(),
+                                        at.clone(),
+                                    )],
+                                )
+                            })
+                            .unwrap_or_default();
+                        self.close(&fresh);
+                        Err((
+                            Reason::Revoked,
+                            format!(
+                                "OCSP says serial {} was revoked at {at} (reason {reason})",
+                                peer.serial
+                            ),
+                        ))
+                    }
+                    None => Ok(()),
+                }
+            }
+            Err(e) => {
+                self.metrics.inc(
+                    "symbolon_gateway_revocation_source_errors_total",
+                    &[("source", "ocsp")],
+                );
+                if self.fail_open {
+                    self.metrics
+                        .inc("symbolon_gateway_revocation_fail_open_total", &[]);
+                    tracing::warn!(
+                        reason = "revocation_unavailable",
+                        "OCSP unavailable ({e}); on_unavailable = \"fail-open\": accepting serial {}",
+                        peer.serial
+                    );
+                    Ok(())
+                } else {
+                    Err((
+                        Reason::RevocationUnavailable,
+                        format!("OCSP unavailable ({e}); on_unavailable = \"fail-closed\""),
+                    ))
+                }
+            }
+        }
+    }
+
+    async fn ask_ocsp(
+        &self,
+        url: Option<&str>,
+        anchors: &[rustls::pki_types::CertificateDer<'static>],
+        chain: &[rustls::pki_types::CertificateDer<'static>],
+    ) -> Result<OcspAnswer, String> {
+        let leaf = chain.first().ok_or("no client certificate")?;
+        let now = time::OffsetDateTime::now_utc();
+        let summary = symbolon_pki::describe_certificate(leaf, now)
+            .ok_or("the certificate does not parse")?;
+        let url = url
+            .map(str::to_string)
+            .or_else(|| summary.ocsp_urls.first().cloned())
+            .ok_or("the certificate names no OCSP responder and revocation.ocsp_url is not set")?;
+        let issuer = chain
+            .iter()
+            .skip(1)
+            .chain(anchors.iter())
+            .find(|c| {
+                symbolon_pki::describe_certificate(c, now)
+                    .is_some_and(|s| s.subject == summary.issuer)
+            })
+            .ok_or(
+                "the issuer certificate is neither in the client's chain nor in server.client_ca",
+            )?;
+        let root = anchors
+            .iter()
+            .find(|c| symbolon_pki::describe_certificate(c, now).is_some_and(|s| s.self_signed))
+            .or(anchors.first())
+            .ok_or("no trust anchor")?;
+        let ca = CaUrl::parse(&url).map_err(|e| e.replace("--ca ", "OCSP URL "))?;
+        let path = url
+            .splitn(4, '/')
+            .nth(3)
+            .map(|p| format!("/{p}"))
+            .unwrap_or_else(|| "/".into());
+        let req = symbolon_pki::ocsp_request(leaf, issuer).map_err(|e| e.to_string())?;
+        let resp = client::post_bytes(
+            &ca,
+            CaAnchor::Root(root.clone()),
+            &path,
+            "application/ocsp-request",
+            req,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        let (status, next) = symbolon_pki::read_ocsp_response(&resp, leaf, issuer)?;
+        match status {
+            symbolon_pki::OcspStatus::Good => Ok((None, next)),
+            symbolon_pki::OcspStatus::Revoked { at, reason } => {
+                Ok((Some((reason.to_string(), symbolon_pki::rfc3339(at))), next))
+            }
+            symbolon_pki::OcspStatus::Unknown => {
+                Err("the OCSP responder does not know this certificate".into())
+            }
+        }
+    }
+
     /// Seconds since a source last confirmed fresh data.
     pub fn age(&self) -> Option<Duration> {
         self.inner
@@ -272,9 +439,10 @@ impl RevocationCheck for Revocation {
                 ),
             ));
         }
-        let stale = inner
-            .fresh_at
-            .is_none_or(|t| t.elapsed() > self.max_staleness);
+        let stale = self.bulk
+            && inner
+                .fresh_at
+                .is_none_or(|t| t.elapsed() > self.max_staleness);
         if !stale {
             return Ok(());
         }

@@ -249,6 +249,18 @@ async fn handle(tcp: TcpStream, remote: SocketAddr, shared: &Arc<Shared>) {
             _ => None,
         },
     };
+    if let (Some(rev), Some(p)) = (&shared.revocation, &peer) {
+        let chain: Vec<rustls::pki_types::CertificateDer<'static>> = stream
+            .get_ref()
+            .1
+            .peer_certificates()
+            .map(|c| c.iter().map(|x| x.clone().into_owned()).collect())
+            .unwrap_or_default();
+        if let Err((reason, message)) = rev.check_ocsp(p, &chain).await {
+            refuse(shared, remote, reason, &message, None);
+            return;
+        }
+    }
     shared.metrics.inc(
         "symbolon_gateway_handshakes_total",
         &[
