@@ -149,18 +149,42 @@ fn body_json<T: serde::de::DeserializeOwned>(
     })
 }
 
-fn require_peer(peer: &Peer) -> Result<&PeerCert, ApiError> {
-    peer.0.as_ref().ok_or_else(|| {
+/// The caller's certificate, which must be one this CA issued and has not
+/// revoked: the TLS layer checks the chain, the store knows revocations.
+async fn require_peer<'a>(state: &AppState, peer: &'a Peer) -> Result<&'a PeerCert, ApiError> {
+    let p = peer.0.as_ref().ok_or_else(|| {
         err(
             StatusCode::UNAUTHORIZED,
             "no_client_cert",
             "this endpoint needs a client certificate issued by this CA (mTLS)",
         )
-    })
+    })?;
+    let record = state
+        .auth
+        .store
+        .get(&p.serial)
+        .await
+        .map_err(IssueError::from)?;
+    match record {
+        None => Err(err(
+            StatusCode::FORBIDDEN,
+            "unknown_certificate",
+            format!("serial {} was not issued by this CA", p.serial),
+        )),
+        Some(r) if r.revoked_at.is_some() => Err(err(
+            StatusCode::FORBIDDEN,
+            "revoked",
+            format!(
+                "certificate {} is revoked; enroll again with a new token",
+                p.serial
+            ),
+        )),
+        Some(_) => Ok(p),
+    }
 }
 
-fn require_admin<'a>(state: &AppState, peer: &'a Peer) -> Result<&'a PeerCert, ApiError> {
-    let p = require_peer(peer)?;
+async fn require_admin<'a>(state: &AppState, peer: &'a Peer) -> Result<&'a PeerCert, ApiError> {
+    let p = require_peer(state, peer).await?;
     if state.auth.is_admin(p) {
         Ok(p)
     } else {
@@ -408,7 +432,7 @@ async fn renew_inner(
     peer: &Peer,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(Json<IssuedJson>, Profile), ApiError> {
-    let p = require_peer(peer)?;
+    let p = require_peer(state, peer).await?;
     let current = state
         .auth
         .store
@@ -486,7 +510,7 @@ async fn revoke(
     Extension(peer): Extension<Peer>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let p = require_peer(&peer)?;
+    let p = require_peer(&state, &peer).await?;
     let body: RevokeBody = body_json(body)?;
     let serial = Serial::parse_hex(&body.serial)
         .map_err(|e| err(StatusCode::BAD_REQUEST, "malformed", e))?
@@ -558,7 +582,7 @@ async fn create_token(
     Extension(peer): Extension<Peer>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    require_admin(&state, &peer)?;
+    require_admin(&state, &peer).await?;
     let body: TokenBody = body_json(body)?;
     let ids = body
         .identities
@@ -607,7 +631,7 @@ async fn certificates(
     Extension(peer): Extension<Peer>,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    require_admin(&state, &peer)?;
+    require_admin(&state, &peer).await?;
     let Query(q) = query.map_err(|e| err(StatusCode::BAD_REQUEST, "malformed", e.body_text()))?;
     let expiring_within = q
         .expiring_within

@@ -59,6 +59,31 @@ pub const METRICS: symbolon_core::MetricHelp = &[
     ),
 ];
 
+/// The endpoint a path belongs to, as a metric label: a fixed set, so
+/// clients cannot create label values.
+fn endpoint_label(path: &str) -> &'static str {
+    const KNOWN: &[&str] = &[
+        "/v1/enroll",
+        "/v1/renew",
+        "/v1/revoke",
+        "/v1/tokens",
+        "/v1/crl",
+        "/v1/revocations/feed",
+        "/v1/roots",
+        "/v1/certificates",
+        "/v1/openapi.json",
+        "/metrics",
+    ];
+    if path == "/v1/ocsp" || path.starts_with("/v1/ocsp/") {
+        return "/v1/ocsp";
+    }
+    KNOWN
+        .iter()
+        .copied()
+        .find(|k| *k == path)
+        .unwrap_or("other")
+}
+
 #[derive(Debug)]
 pub struct ServeOptions {
     pub listen: SocketAddr,
@@ -238,11 +263,7 @@ pub async fn run(auth: Authority, opts: ServeOptions) -> Result<(), String> {
                         let resp = router.oneshot(req.map(axum::body::Body::new)).await;
                         if let Ok(r) = &resp {
                             // Label by endpoint, never by user-supplied paths.
-                            let label = if path.starts_with("/v1/") || path == "/metrics" {
-                                path.as_str()
-                            } else {
-                                "other"
-                            };
+                            let label = endpoint_label(&path);
                             metrics.inc(
                                 "symbolon_ca_requests_total",
                                 &[("path", label), ("status", r.status().as_str())],

@@ -176,25 +176,29 @@ impl ServerCertVerifier for CaVerifier {
             CaAnchor::Root(r) => r.clone(),
             CaAnchor::Pinned(fp) => {
                 let want = fp.replace(':', "").to_ascii_lowercase();
-                match intermediates
+                let Some(c) = intermediates
                     .iter()
                     .find(|c| symbolon_pki::sha256_hex(c) == want)
-                {
-                    Some(c) => c.clone().into_owned(),
-                    None => {
-                        let seen: Vec<String> = intermediates
-                            .iter()
-                            .map(|c| symbolon_pki::sha256_hex(c))
-                            .collect();
-                        tracing::error!(
-                            reason = "unknown_ca",
-                            "the CA presented no root with the pinned fingerprint {want} (it presented {seen:?}); check --fingerprint"
-                        );
-                        return Err(rustls::Error::InvalidCertificate(
-                            rustls::CertificateError::UnknownIssuer,
-                        ));
-                    }
+                else {
+                    let seen: Vec<String> = intermediates
+                        .iter()
+                        .map(|c| symbolon_pki::sha256_hex(c))
+                        .collect();
+                    return Err(rustls::Error::General(format!(
+                        "the CA presented no certificate with the pinned fingerprint {want} (it presented {}); check --fingerprint against the root fingerprint `symbolon ca init` printed",
+                        seen.join(", ")
+                    )));
+                };
+                // Only a root may be the anchor: pinning an intermediate
+                // would trust whatever root the server chose to present.
+                let self_signed = symbolon_pki::describe_certificate(c, OffsetDateTime::now_utc())
+                    .is_some_and(|s| s.self_signed);
+                if !self_signed {
+                    return Err(rustls::Error::General(format!(
+                        "the pinned fingerprint {want} is not a root certificate's; pin the root fingerprint `symbolon ca init` printed"
+                    )));
                 }
+                c.clone().into_owned()
             }
         };
         let at = OffsetDateTime::UNIX_EPOCH + Duration::from_secs(now.as_secs());
@@ -209,8 +213,10 @@ impl ServerCertVerifier for CaVerifier {
             max_intermediates: 4,
         };
         symbolon_pki::verify(end_entity, &opts).map_err(|e| {
-            tracing::error!(reason = %e.reason, "the CA's certificate is refused: {}", e.message);
-            rustls::Error::InvalidCertificate(crate::certificate_error(e.reason))
+            rustls::Error::General(format!(
+                "the CA's certificate is refused: {}: {}",
+                e.reason, e.message
+            ))
         })?;
         Ok(ServerCertVerified::assertion())
     }

@@ -164,6 +164,7 @@ pub async fn init(args: InitArgs) -> CmdResult {
     let int_pem = to_pem("CERTIFICATE", &ca.intermediate_der);
     let int_key_pem = to_pem("PRIVATE KEY", &ca.intermediate_key_pkcs8);
     let bundle = format!("{int_pem}{root_pem}");
+    let token_key = symbolon_pki::new_token_key();
     let toml_text = format!(
         "# Symbolon CA settings. [names] is what this CA may certify: edit it to\n# widen or narrow the namespace. Durations: 90s, 15m, 24h, 7d, 1y.\n{}",
         toml::to_string_pretty(&settings.raw)?
@@ -187,6 +188,7 @@ pub async fn init(args: InitArgs) -> CmdResult {
                 PRIVATE,
             ),
             (dir.join(ca_dir::BUNDLE), bundle.as_bytes(), PUBLIC),
+            (dir.join(ca_dir::TOKEN_KEY), token_key.as_slice(), PRIVATE),
             (config_path.clone(), toml_text.as_bytes(), PUBLIC),
         ]
         .iter()

@@ -230,6 +230,10 @@ pub struct AgentOptions {
 /// The installed certificate as the agent sees it.
 struct Current {
     identities: Vec<Identity>,
+    /// When the lifetime effectively started for scheduling: notBefore, or
+    /// the time the file was written if later. CAs backdate notBefore for
+    /// clock skew, which would otherwise make a short certificate due at
+    /// once.
     not_before: OffsetDateTime,
     not_after: OffsetDateTime,
     root: CertificateDer<'static>,
@@ -254,9 +258,13 @@ fn read_current(dir: &Path) -> Result<Current, AgentError> {
         .iter()
         .filter_map(|n| n.parse::<Identity>().ok())
         .collect();
+    let written = std::fs::metadata(dir.join(CERT_FILE))
+        .and_then(|m| m.modified())
+        .map(OffsetDateTime::from)
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH);
     Ok(Current {
         identities,
-        not_before: parse_t(&s.not_before),
+        not_before: parse_t(&s.not_before).max(written.min(OffsetDateTime::now_utc())),
         not_after: parse_t(&s.not_after),
         root,
         key: ck,
