@@ -63,14 +63,16 @@ impl CallError {
     }
 }
 
-/// POSTs JSON to `path` and returns the JSON answer.
-pub async fn post_json(
+/// Sends one request to the CA over a fresh TLS connection and returns the
+/// response, or `Refused` for a 4xx/5xx (with the CA's JSON reason when
+/// there is one). The whole exchange is bounded by `limit`.
+async fn request(
     ca: &CaUrl,
     anchor: CaAnchor,
     client_cert: Option<Arc<CertifiedKey>>,
-    path: &str,
-    body: &serde_json::Value,
-) -> Result<serde_json::Value, CallError> {
+    req: hyper::Request<Full<Bytes>>,
+    limit: Duration,
+) -> Result<hyper::Response<hyper::body::Incoming>, CallError> {
     let url = format!("https://{}:{}", ca.host, ca.port);
     let unreachable = |detail: String| CallError::Unreachable {
         url: url.clone(),
@@ -83,65 +85,6 @@ pub async fn post_json(
         let tcp = TcpStream::connect((ca.host.as_str(), ca.port))
             .await
             .map_err(|e| unreachable(e.to_string()))?;
-        let tls = TlsConnector::from(config)
-            .connect(name, tcp)
-            .await
-            .map_err(|e| unreachable(format!("TLS: {e}")))?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-            .await
-            .map_err(|e| unreachable(e.to_string()))?;
-        tokio::spawn(conn);
-        let req = hyper::Request::post(path)
-            .header(hyper::header::HOST, format!("{}:{}", ca.host, ca.port))
-            .header(hyper::header::CONTENT_TYPE, "application/json")
-            .body(Full::new(Bytes::from(body.to_string())))
-            .map_err(|e| unreachable(e.to_string()))?;
-        let resp = sender
-            .send_request(req)
-            .await
-            .map_err(|e| unreachable(e.to_string()))?;
-        let status = resp.status().as_u16();
-        let bytes = resp
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| unreachable(e.to_string()))?
-            .to_bytes();
-        let json: serde_json::Value =
-            serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
-        if status >= 400 {
-            return Err(CallError::Refused {
-                status,
-                reason: json["reason"].as_str().unwrap_or("unknown").to_string(),
-                message: json["message"].as_str().unwrap_or("").to_string(),
-            });
-        }
-        Ok(json)
-    };
-    tokio::time::timeout(Duration::from_secs(30), work)
-        .await
-        .unwrap_or_else(|_| Err(unreachable("no answer within 30s".into())))
-}
-
-/// Opens `GET path` and returns the response body as a stream of frames,
-/// for long-lived responses (the revocation feed).
-pub async fn get_stream(
-    ca: &CaUrl,
-    anchor: CaAnchor,
-    path: &str,
-) -> Result<hyper::body::Incoming, CallError> {
-    let url = format!("https://{}:{}", ca.host, ca.port);
-    let unreachable = |detail: String| CallError::Unreachable {
-        url: url.clone(),
-        detail,
-    };
-    let config = symbolon_tls::ca_client_config(anchor, &ca.host, None)
-        .map_err(|e| unreachable(e.to_string()))?;
-    let name = ServerName::try_from(ca.host.clone()).map_err(|e| unreachable(e.to_string()))?;
-    let connect = async {
-        let tcp = TcpStream::connect((ca.host.as_str(), ca.port))
-            .await
-            .map_err(|e| unreachable(e.to_string()))?;
         let _ = tcp.set_nodelay(true);
         let tls = TlsConnector::from(config)
             .connect(name, tcp)
@@ -151,43 +94,107 @@ pub async fn get_stream(
             .await
             .map_err(|e| unreachable(e.to_string()))?;
         tokio::spawn(conn);
-        let req = hyper::Request::get(path)
-            .header(hyper::header::HOST, format!("{}:{}", ca.host, ca.port))
-            .body(Full::new(Bytes::new()))
-            .map_err(|e| unreachable(e.to_string()))?;
-        let resp = sender
+        sender
             .send_request(req)
             .await
-            .map_err(|e| unreachable(e.to_string()))?;
-        if !resp.status().is_success() {
-            return Err(CallError::Refused {
-                status: resp.status().as_u16(),
-                reason: "http".into(),
-                message: format!("GET {path}"),
-            });
-        }
-        Ok(resp.into_body())
+            .map_err(|e| unreachable(e.to_string()))
     };
-    tokio::time::timeout(Duration::from_secs(10), connect)
+    let resp = tokio::time::timeout(limit, work)
         .await
-        .unwrap_or_else(|_| Err(unreachable("no answer within 10s".into())))
+        .unwrap_or_else(|_| Err(unreachable(format!("no answer within {limit:?}"))))?;
+    let status = resp.status().as_u16();
+    if status >= 400 {
+        let bytes = resp
+            .into_body()
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        let json: serde_json::Value =
+            serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+        return Err(CallError::Refused {
+            status,
+            reason: json["reason"].as_str().unwrap_or("http").to_string(),
+            message: json["message"].as_str().unwrap_or("").to_string(),
+        });
+    }
+    Ok(resp)
+}
+
+fn build(
+    ca: &CaUrl,
+    method: hyper::Method,
+    path: &str,
+    content_type: Option<&str>,
+    body: Bytes,
+) -> Result<hyper::Request<Full<Bytes>>, CallError> {
+    let mut b = hyper::Request::builder()
+        .method(method)
+        .uri(path)
+        .header(hyper::header::HOST, format!("{}:{}", ca.host, ca.port));
+    if let Some(ct) = content_type {
+        b = b.header(hyper::header::CONTENT_TYPE, ct);
+    }
+    b.body(Full::new(body)).map_err(|e| CallError::Unreachable {
+        url: format!("https://{}:{}", ca.host, ca.port),
+        detail: e.to_string(),
+    })
+}
+
+async fn body_bytes(
+    ca: &CaUrl,
+    resp: hyper::Response<hyper::body::Incoming>,
+    limit: Duration,
+) -> Result<Bytes, CallError> {
+    let unreachable = |detail: String| CallError::Unreachable {
+        url: format!("https://{}:{}", ca.host, ca.port),
+        detail,
+    };
+    tokio::time::timeout(limit, resp.into_body().collect())
+        .await
+        .map_err(|_| unreachable(format!("body not received within {limit:?}")))?
+        .map(|b| b.to_bytes())
+        .map_err(|e| unreachable(e.to_string()))
+}
+
+/// POSTs JSON to `path` and returns the JSON answer.
+pub async fn post_json(
+    ca: &CaUrl,
+    anchor: CaAnchor,
+    client_cert: Option<Arc<CertifiedKey>>,
+    path: &str,
+    body: &serde_json::Value,
+) -> Result<serde_json::Value, CallError> {
+    let req = build(
+        ca,
+        hyper::Method::POST,
+        path,
+        Some("application/json"),
+        Bytes::from(body.to_string()),
+    )?;
+    let resp = request(ca, anchor, client_cert, req, Duration::from_secs(30)).await?;
+    let bytes = body_bytes(ca, resp, Duration::from_secs(30)).await?;
+    Ok(serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null))
+}
+
+/// Opens `GET path` and returns the response body as a stream of frames,
+/// for long-lived responses (the revocation feed).
+pub async fn get_stream(
+    ca: &CaUrl,
+    anchor: CaAnchor,
+    path: &str,
+) -> Result<hyper::body::Incoming, CallError> {
+    let req = build(ca, hyper::Method::GET, path, None, Bytes::new())?;
+    Ok(request(ca, anchor, None, req, Duration::from_secs(10))
+        .await?
+        .into_body())
 }
 
 /// GETs `path` and returns the whole body.
 pub async fn get_bytes(ca: &CaUrl, anchor: CaAnchor, path: &str) -> Result<Bytes, CallError> {
-    let url = format!("https://{}:{}", ca.host, ca.port);
-    let body = get_stream(ca, anchor, path).await?;
-    let collected = tokio::time::timeout(Duration::from_secs(30), body.collect())
-        .await
-        .map_err(|_| CallError::Unreachable {
-            url: url.clone(),
-            detail: "body not received within 30s".into(),
-        })?
-        .map_err(|e| CallError::Unreachable {
-            url,
-            detail: e.to_string(),
-        })?;
-    Ok(collected.to_bytes())
+    let req = build(ca, hyper::Method::GET, path, None, Bytes::new())?;
+    let resp = request(ca, anchor, None, req, Duration::from_secs(10)).await?;
+    body_bytes(ca, resp, Duration::from_secs(30)).await
 }
 
 /// POSTs raw bytes (e.g. an OCSP request) and returns the body.
@@ -198,52 +205,13 @@ pub async fn post_bytes(
     content_type: &str,
     body: Vec<u8>,
 ) -> Result<Bytes, CallError> {
-    let url = format!("https://{}:{}", ca.host, ca.port);
-    let unreachable = |detail: String| CallError::Unreachable {
-        url: url.clone(),
-        detail,
-    };
-    let config = symbolon_tls::ca_client_config(anchor, &ca.host, None)
-        .map_err(|e| unreachable(e.to_string()))?;
-    let name = ServerName::try_from(ca.host.clone()).map_err(|e| unreachable(e.to_string()))?;
-    let work = async {
-        let tcp = TcpStream::connect((ca.host.as_str(), ca.port))
-            .await
-            .map_err(|e| unreachable(e.to_string()))?;
-        let tls = TlsConnector::from(config)
-            .connect(name, tcp)
-            .await
-            .map_err(|e| unreachable(format!("TLS: {e}")))?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-            .await
-            .map_err(|e| unreachable(e.to_string()))?;
-        tokio::spawn(conn);
-        let req = hyper::Request::post(path)
-            .header(hyper::header::HOST, format!("{}:{}", ca.host, ca.port))
-            .header(hyper::header::CONTENT_TYPE, content_type)
-            .body(Full::new(Bytes::from(body)))
-            .map_err(|e| unreachable(e.to_string()))?;
-        let resp = sender
-            .send_request(req)
-            .await
-            .map_err(|e| unreachable(e.to_string()))?;
-        let status = resp.status().as_u16();
-        let bytes = resp
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| unreachable(e.to_string()))?
-            .to_bytes();
-        if status >= 400 {
-            return Err(CallError::Refused {
-                status,
-                reason: "http".into(),
-                message: format!("POST {path}"),
-            });
-        }
-        Ok(bytes)
-    };
-    tokio::time::timeout(Duration::from_secs(15), work)
-        .await
-        .unwrap_or_else(|_| Err(unreachable("no answer within 15s".into())))
+    let req = build(
+        ca,
+        hyper::Method::POST,
+        path,
+        Some(content_type),
+        Bytes::from(body),
+    )?;
+    let resp = request(ca, anchor, None, req, Duration::from_secs(15)).await?;
+    body_bytes(ca, resp, Duration::from_secs(15)).await
 }
