@@ -293,8 +293,9 @@ def iteration(sym, n, gw_port, ca_port):
 
         live_out, hs_out = {}, {}
         threads = [
-            threading.Thread(target=watch_live, args=(live, deadline, live_out)),
-            threading.Thread(target=watch_handshakes, args=(ctx, gw_port, deadline, hs_out)),
+            threading.Thread(target=watch_live, args=(live, deadline, live_out), daemon=True),
+            threading.Thread(target=watch_handshakes, args=(ctx, gw_port, deadline, hs_out),
+                             daemon=True),
         ]
         # A random pause puts the POST at a random point of the control
         # plane's store polling cycle; without it, iterations would lock onto
@@ -314,6 +315,9 @@ def iteration(sym, n, gw_port, ca_port):
             t.join(max(0.0, deadline - time.monotonic()) + 2.0)
         if resp.status != 200:
             raise RuntimeError(f"POST /v1/revoke answered {resp.status}: {answer[:200]!r}")
+        if live_out.get("closed", t0) < t0:
+            raise RuntimeError("the live connection ended before the POST "
+                               f"({live_out.get('closed_how')})")
         res = {"serial": serial, "api_ms": (t_api - t0) * 1000}
         if "closed" in live_out:
             res["closed_ms"] = (live_out["closed"] - t0) * 1000

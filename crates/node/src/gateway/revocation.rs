@@ -164,16 +164,21 @@ impl Revocation {
 
     fn merge(&self, inner: &mut Inner, entries: Vec<RevokedEntry>) -> Vec<String> {
         let mut fresh = Vec::new();
+        // One line per revocation, but a summary for bulk loads (a first
+        // CRL of a million entries must not write a million lines).
+        let chatty = entries.len() <= 20;
         for (issuer, serial, reason, at) in entries {
             let k = key(&issuer, &serial);
             if !inner.revoked.contains_key(&k) {
-                tracing::warn!(
-                    reason = "revoked",
-                    serial,
-                    issuer,
-                    revocation_reason = reason,
-                    "certificate revoked: refusing new handshakes and closing its connections"
-                );
+                if chatty {
+                    tracing::warn!(
+                        reason = "revoked",
+                        serial,
+                        issuer,
+                        revocation_reason = reason,
+                        "certificate revoked: refusing new handshakes and closing its connections"
+                    );
+                }
                 fresh.push(k.clone());
             }
             inner.revoked.insert(k, (reason, at));
@@ -592,15 +597,19 @@ pub fn read_crl(
         .iter_revoked_certificates()
         .map(|r| {
             let serial = symbolon_pki::Serial::from_be_bytes(r.raw_serial()).to_hex();
-            let reason = r
-                .reason_code()
-                .map(|(_, c)| format!("{}", c.0))
-                .unwrap_or_else(|| "unspecified".into());
+            // The same words and time format as the feed, so a refusal reads
+            // the same whichever source reported it.
+            let code = r.reason_code().map(|(_, c)| c.0).unwrap_or(0);
+            let reason = symbolon_pki::RevocationReason::ALL
+                .iter()
+                .find(|x| x.code() == code)
+                .map(|x| x.as_str().to_string())
+                .unwrap_or_else(|| format!("reason code {code}"));
             (
                 issuer.clone(),
                 serial,
                 reason,
-                r.revocation_date.to_string(),
+                symbolon_pki::rfc3339(r.revocation_date.to_datetime()),
             )
         })
         .collect();
@@ -608,8 +617,11 @@ pub fn read_crl(
 }
 
 async fn poll_crls(rev: Arc<Revocation>, sources: Sources, anchor: CaAnchor) {
+    // Per source: the digest of the last CRL applied and its nextUpdate. An
+    // unchanged CRL is not parsed and merged again, only reconfirmed.
+    let mut last: Vec<Option<(String, u64, time::OffsetDateTime)>> = vec![None; sources.crls.len()];
     loop {
-        for src in &sources.crls {
+        for (i, src) in sources.crls.iter().enumerate() {
             let bytes = match src {
                 CrlSource::File(p) => tokio::fs::read(p)
                     .await
@@ -628,9 +640,23 @@ async fn poll_crls(rev: Arc<Revocation>, sources: Sources, anchor: CaAnchor) {
                     Ok(b)
                 }
             });
-            let applied = der
-                .and_then(|d| read_crl(&d, &sources.anchors))
-                .and_then(|(n, cur, e)| rev.apply_crl(n, cur, e));
+            let applied = der.and_then(|d| {
+                let digest = symbolon_pki::sha256_hex(&d);
+                let now = time::OffsetDateTime::now_utc();
+                if let Some((seen, number, next)) = &last[i]
+                    && *seen == digest
+                {
+                    return rev.apply_crl(*number, *next > now, Vec::new());
+                }
+                let (number, current, entries) = read_crl(&d, &sources.anchors)?;
+                rev.apply_crl(number, current, entries)?;
+                let next = x509_parser::parse_x509_crl(&d)
+                    .ok()
+                    .and_then(|(_, c)| c.next_update().map(|t| t.to_datetime()))
+                    .unwrap_or(now);
+                last[i] = Some((digest, number, next));
+                Ok(())
+            });
             if let Err(e) = applied {
                 rev.metrics.inc(
                     "symbolon_gateway_revocation_source_errors_total",
