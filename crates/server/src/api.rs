@@ -149,6 +149,16 @@ fn body_json<T: serde::de::DeserializeOwned>(
     })
 }
 
+/// How an API caller appears in the audit trail.
+fn actor(p: &PeerCert) -> String {
+    let who = p
+        .spiffe_id
+        .clone()
+        .or_else(|| p.dns.first().cloned())
+        .unwrap_or_else(|| p.subject.clone());
+    format!("api:{who} (serial {})", p.serial)
+}
+
 /// The caller's certificate, which must be one this CA issued and has not
 /// revoked: the TLS layer checks the chain, the store knows revocations.
 async fn require_peer<'a>(state: &AppState, peer: &'a Peer) -> Result<&'a PeerCert, ApiError> {
@@ -490,7 +500,16 @@ async fn renew_inner(
         lifetime,
     };
     let cert = state.auth.sign(&csr.spki_der, &spec)?;
-    state.auth.record(&cert).await?;
+    state
+        .auth
+        .record(
+            &cert,
+            symbolon_store::Audit {
+                actor: &actor(p),
+                action: "renew",
+            },
+        )
+        .await?;
     tracing::info!(serial = %cert.serial, previous = %p.serial, "renewed for {}", format_duration(lifetime));
     Ok((Json(issued_json(&state.auth, &cert)), cert.profile))
 }
@@ -532,7 +551,15 @@ async fn revoke(
     let outcome = state
         .auth
         .store
-        .revoke(&serial, reason.as_str(), now)
+        .revoke(
+            &serial,
+            reason.as_str(),
+            now,
+            symbolon_store::Audit {
+                actor: &actor(p),
+                action: "revoke",
+            },
+        )
         .await
         .map_err(IssueError::from)?;
     let (at, reason_text, changed) = match outcome {
@@ -582,7 +609,7 @@ async fn create_token(
     Extension(peer): Extension<Peer>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    require_admin(&state, &peer).await?;
+    let admin = require_admin(&state, &peer).await?;
     let body: TokenBody = body_json(body)?;
     let ids = body
         .identities
@@ -594,7 +621,7 @@ async fn create_token(
         .collect::<Result<Vec<_>, _>>()?;
     let ttl = parse_duration(body.ttl.as_deref().unwrap_or("15m"))
         .map_err(|e| err(StatusCode::BAD_REQUEST, "malformed", e.to_string()))?;
-    let (token, expires) = state.auth.create_token(&ids, ttl).await?;
+    let (token, expires) = state.auth.create_token(&actor(admin), &ids, ttl).await?;
     Ok(Json(
         serde_json::json!({"token": token, "expires_at": symbolon_pki::rfc3339(expires)}),
     ))

@@ -7,7 +7,7 @@ use std::time::Duration;
 use rustls::pki_types::CertificateDer;
 use symbolon_core::{Identity, Namespace, format_duration};
 use symbolon_pki::{IssuedCert, Issuer, LeafSpec, PkiError};
-use symbolon_store::{CertificateRecord, Redeemed, Store, StoreError};
+use symbolon_store::{Audit, CertificateRecord, Redeemed, Store, StoreError};
 use time::OffsetDateTime;
 
 /// Everything issuing needs. Cheap to share behind an `Arc`.
@@ -84,15 +84,26 @@ impl Authority {
     }
 
     /// Records a signed certificate durably (returns after the commit).
-    pub async fn record(&self, cert: &IssuedCert) -> Result<(), IssueError> {
-        Ok(self.store.record_issued(&self.record_of(cert)).await?)
+    pub async fn record(&self, cert: &IssuedCert, audit: Audit<'_>) -> Result<(), IssueError> {
+        Ok(self
+            .store
+            .record_issued(&self.record_of(cert), audit)
+            .await?)
     }
 
     /// Consumes a token and records the certificate it pays for, atomically.
     pub async fn redeem(&self, token_id: &str, cert: &IssuedCert) -> Result<Redeemed, IssueError> {
         Ok(self
             .store
-            .redeem_token(token_id, OffsetDateTime::now_utc(), &self.record_of(cert))
+            .redeem_token(
+                token_id,
+                OffsetDateTime::now_utc(),
+                &self.record_of(cert),
+                Audit {
+                    actor: &format!("token:{token_id}"),
+                    action: "enroll",
+                },
+            )
             .await?)
     }
 
@@ -106,6 +117,7 @@ impl Authority {
     /// in the store (so its use can be tracked across replicas).
     pub async fn create_token(
         &self,
+        actor: &str,
         identities: &[Identity],
         ttl: Duration,
     ) -> Result<(String, OffsetDateTime), IssueError> {
@@ -133,14 +145,20 @@ impl Authority {
             expires_at: expires.unix_timestamp(),
         };
         self.store
-            .record_token(&symbolon_store::TokenRecord {
-                id: claims.id.clone(),
-                identities: claims.identities.clone(),
-                created_at: now,
-                expires_at: expires,
-                used_at: None,
-                used_by_serial: None,
-            })
+            .record_token(
+                &symbolon_store::TokenRecord {
+                    id: claims.id.clone(),
+                    identities: claims.identities.clone(),
+                    created_at: now,
+                    expires_at: expires,
+                    used_at: None,
+                    used_by_serial: None,
+                },
+                Audit {
+                    actor,
+                    action: "token_create",
+                },
+            )
             .await?;
         Ok((symbolon_pki::sign_token(&self.token_key, &claims), expires))
     }

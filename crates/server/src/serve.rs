@@ -142,7 +142,15 @@ async fn own_tls(
             OffsetDateTime::now_utc(),
         )
         .map_err(|e| format!("issuing the CA's own certificate: {e}"))?;
-    auth.record(&cert).await.map_err(|e| e.to_string())?;
+    auth.record(
+        &cert,
+        symbolon_store::Audit {
+            actor: "ca serve",
+            action: "issue_own_https",
+        },
+    )
+    .await
+    .map_err(|e| e.to_string())?;
     let mut chain = cert.chain.clone();
     chain.push(auth.root.clone());
     let ck = symbolon_tls::certified_key_from_der(chain, key.serialize_der())

@@ -5,11 +5,13 @@
 //! data (no `pki` types), so every crate can read them.
 #![forbid(unsafe_code)]
 
+mod audit;
 mod migrate;
 mod records;
 mod store;
 
 // === the public interface ===
+pub use audit::{Audit, AuditBreak, AuditRecord, chain_hash};
 pub use records::{
     CertStatus, CertificateRecord, CrlRecord, ListFilter, Redeemed, RevokeOutcome, RevokedRecord,
     TokenRecord,

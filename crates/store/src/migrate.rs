@@ -14,6 +14,7 @@ const SQLITE: &[(i64, &str)] = &[
         include_str!("../migrations/sqlite/0001_certificates.sql"),
     ),
     (2, include_str!("../migrations/sqlite/0002_tokens.sql")),
+    (3, include_str!("../migrations/sqlite/0003_audit.sql")),
 ];
 
 const POSTGRES: &[(i64, &str)] = &[
@@ -22,6 +23,7 @@ const POSTGRES: &[(i64, &str)] = &[
         include_str!("../migrations/postgres/0001_certificates.sql"),
     ),
     (2, include_str!("../migrations/postgres/0002_tokens.sql")),
+    (3, include_str!("../migrations/postgres/0003_audit.sql")),
 ];
 
 pub(crate) async fn run(

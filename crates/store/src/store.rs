@@ -6,6 +6,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Executor, Row};
 use time::OffsetDateTime;
 
+use crate::audit::{Audit, AuditBreak, AuditRecord};
 use crate::{
     CertificateRecord, CrlRecord, ListFilter, Redeemed, RevokeOutcome, RevokedRecord, StoreError,
     TokenRecord,
@@ -105,6 +106,32 @@ fn sqlite_url(path: &Path, create: bool) -> Result<String, StoreError> {
         "sqlite://{encoded}?mode={}",
         if create { "rwc" } else { "rw" }
     ))
+}
+
+/// A JSON string literal.
+fn json_str(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+fn cert_detail(rec: &CertificateRecord) -> String {
+    let ids: Vec<String> = rec.identities.iter().map(|i| json_str(i)).collect();
+    format!(
+        "{{\"identities\":[{}],\"profile\":{},\"not_after\":{},\"sha256\":{}}}",
+        ids.join(","),
+        json_str(&rec.profile),
+        ts(rec.not_after),
+        json_str(&rec.fingerprint)
+    )
 }
 
 // === impl Store ===
@@ -211,12 +238,28 @@ impl Store {
         }
     }
 
-    /// Records an issued certificate durably. Returns only after commit.
-    pub async fn record_issued(&self, rec: &CertificateRecord) -> Result<(), StoreError> {
-        let mut conn = self.pool.acquire().await.map_err(self.db())?;
-        insert_cert(&mut conn, self.backend, rec)
+    /// Records an issued certificate durably, with its audit record, in one
+    /// transaction. Returns only after commit.
+    pub async fn record_issued(
+        &self,
+        rec: &CertificateRecord,
+        audit: Audit<'_>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(self.db())?;
+        insert_cert(&mut tx, self.backend, rec)
             .await
-            .map_err(|e| self.insert_err(e, rec))
+            .map_err(|e| self.insert_err(e, rec))?;
+        crate::audit::append(
+            &mut tx,
+            self.backend,
+            audit,
+            &rec.serial,
+            &cert_detail(rec),
+            rec.issued_at,
+        )
+        .await
+        .map_err(self.db())?;
+        tx.commit().await.map_err(self.db())
     }
 
     fn insert_err(&self, e: sqlx::Error, rec: &CertificateRecord) -> StoreError {
@@ -294,6 +337,7 @@ impl Store {
         serial: &str,
         reason: &str,
         at: OffsetDateTime,
+        audit: Audit<'_>,
     ) -> Result<RevokeOutcome, StoreError> {
         let mut tx = self.pool.begin().await.map_err(self.db())?;
         let row = sqlx::query(
@@ -321,6 +365,16 @@ impl Store {
             .execute(&mut *tx)
             .await
             .map_err(self.db())?;
+        crate::audit::append(
+            &mut tx,
+            self.backend,
+            audit,
+            serial,
+            &format!("{{\"reason\":{}}}", json_str(reason)),
+            at,
+        )
+        .await
+        .map_err(self.db())?;
         tx.commit().await.map_err(self.db())?;
         Ok(RevokeOutcome::Revoked)
     }
@@ -411,7 +465,8 @@ impl Store {
     }
 
     /// Records a newly created enrollment token.
-    pub async fn record_token(&self, t: &TokenRecord) -> Result<(), StoreError> {
+    pub async fn record_token(&self, t: &TokenRecord, audit: Audit<'_>) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(self.db())?;
         sqlx::query(&self.sql(
             "INSERT INTO tokens (id, identities, created_at, expires_at) VALUES (?, ?, ?, ?)",
         ))
@@ -419,10 +474,19 @@ impl Store {
         .bind(t.identities.join("\n"))
         .bind(ts(t.created_at))
         .bind(ts(t.expires_at))
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .map_err(self.db())?;
-        Ok(())
+        let ids: Vec<String> = t.identities.iter().map(|i| json_str(i)).collect();
+        let detail = format!(
+            "{{\"identities\":[{}],\"expires_at\":{}}}",
+            ids.join(","),
+            ts(t.expires_at)
+        );
+        crate::audit::append(&mut tx, self.backend, audit, &t.id, &detail, t.created_at)
+            .await
+            .map_err(self.db())?;
+        tx.commit().await.map_err(self.db())
     }
 
     /// Consumes token `id` and records `cert` in one transaction: either
@@ -432,6 +496,7 @@ impl Store {
         id: &str,
         now: OffsetDateTime,
         cert: &CertificateRecord,
+        audit: Audit<'_>,
     ) -> Result<Redeemed, StoreError> {
         let mut tx = self.pool.begin().await.map_err(self.db())?;
         let row = sqlx::query(&self.sql("SELECT expires_at, used_at FROM tokens WHERE id = ?"))
@@ -471,8 +536,66 @@ impl Store {
         insert_cert(&mut tx, self.backend, cert)
             .await
             .map_err(|e| self.insert_err(e, cert))?;
+        let detail = format!(
+            "{{\"token\":{},\"certificate\":{}}}",
+            json_str(id),
+            cert_detail(cert)
+        );
+        crate::audit::append(&mut tx, self.backend, audit, &cert.serial, &detail, now)
+            .await
+            .map_err(self.db())?;
         tx.commit().await.map_err(self.db())?;
         Ok(Redeemed::Recorded)
+    }
+
+    /// Audit records, oldest first (optionally only those at or after `since`).
+    pub async fn audit_records(
+        &self,
+        since: Option<OffsetDateTime>,
+    ) -> Result<Vec<AuditRecord>, StoreError> {
+        let sql = self.sql("SELECT seq, at, actor, action, subject, detail, prev_hash, hash FROM audit WHERE at >= ? ORDER BY seq");
+        let rows = sqlx::query(&sql)
+            .bind(since.map(ts).unwrap_or(i64::MIN))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(self.db())?;
+        rows.iter()
+            .map(|r| {
+                let db = self.db();
+                Ok(AuditRecord {
+                    seq: r.try_get("seq").map_err(&db)?,
+                    at: from_ts(r.try_get("at").map_err(&db)?, &self.location)?,
+                    actor: r.try_get("actor").map_err(&db)?,
+                    action: r.try_get("action").map_err(&db)?,
+                    subject: r.try_get("subject").map_err(&db)?,
+                    detail: r.try_get("detail").map_err(&db)?,
+                    prev_hash: r.try_get("prev_hash").map_err(&db)?,
+                    hash: r.try_get("hash").map_err(&db)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Verifies the whole audit chain against its head. `Ok(Err(_))` names
+    /// the first broken record.
+    pub async fn verify_audit(&self) -> Result<Result<(usize, String), AuditBreak>, StoreError> {
+        let records = self.audit_records(None).await?;
+        let head = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(self.db())?;
+        let head = match head {
+            Some(r) => Some((
+                r.try_get::<i64, _>("seq").map_err(self.db())?,
+                r.try_get::<String, _>("hash").map_err(self.db())?,
+            )),
+            None => None,
+        };
+        let last = head
+            .as_ref()
+            .map(|h| h.1.clone())
+            .unwrap_or_else(|| crate::audit::GENESIS.to_string());
+        Ok(crate::audit::verify(&records, head).map(|()| (records.len(), last)))
     }
 
     pub async fn latest_crl(&self) -> Result<Option<CrlRecord>, StoreError> {
@@ -498,6 +621,12 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Audit;
+
+    const A: Audit<'static> = Audit {
+        actor: "test",
+        action: "test",
+    };
     use crate::{CertStatus, RevokeOutcome};
 
     fn record(serial: &str, not_after: OffsetDateTime) -> CertificateRecord {
@@ -528,19 +657,19 @@ mod tests {
         ));
         let now = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
         store
-            .record_issued(&record("aa", now + time::Duration::hours(2)))
+            .record_issued(&record("aa", now + time::Duration::hours(2)), A)
             .await
             .unwrap();
         store
-            .record_issued(&record("bb", now + time::Duration::days(30)))
+            .record_issued(&record("bb", now + time::Duration::days(30)), A)
             .await
             .unwrap();
         store
-            .record_issued(&record("cc", now - time::Duration::hours(1)))
+            .record_issued(&record("cc", now - time::Duration::hours(1)), A)
             .await
             .unwrap();
         assert!(matches!(
-            store.record_issued(&record("aa", now)).await,
+            store.record_issued(&record("aa", now), A).await,
             Err(StoreError::DuplicateSerial { .. })
         ));
 
@@ -564,12 +693,12 @@ mod tests {
         assert_eq!(serials, ["aa"]);
 
         assert_eq!(
-            store.revoke("bb", "keyCompromise", now).await.unwrap(),
+            store.revoke("bb", "keyCompromise", now, A).await.unwrap(),
             RevokeOutcome::Revoked
         );
         assert_eq!(
             store
-                .revoke("bb", "superseded", now + time::Duration::hours(1))
+                .revoke("bb", "superseded", now + time::Duration::hours(1), A)
                 .await
                 .unwrap(),
             RevokeOutcome::AlreadyRevoked {
@@ -578,7 +707,7 @@ mod tests {
             }
         );
         assert_eq!(
-            store.revoke("zz", "superseded", now).await.unwrap(),
+            store.revoke("zz", "superseded", now, A).await.unwrap(),
             RevokeOutcome::NotFound
         );
         assert_eq!(
@@ -644,17 +773,17 @@ mod tests {
             used_by_serial: None,
         };
         store
-            .record_token(&token("t1", now + time::Duration::minutes(15)))
+            .record_token(&token("t1", now + time::Duration::minutes(15)), A)
             .await
             .unwrap();
         store
-            .record_token(&token("t2", now - time::Duration::minutes(1)))
+            .record_token(&token("t2", now - time::Duration::minutes(1)), A)
             .await
             .unwrap();
 
         assert_eq!(
             store
-                .redeem_token("t1", now, &record("a1", now + time::Duration::days(1)))
+                .redeem_token("t1", now, &record("a1", now + time::Duration::days(1)), A)
                 .await
                 .unwrap(),
             Redeemed::Recorded
@@ -663,7 +792,7 @@ mod tests {
         // Replay: refused, and the second certificate is not recorded.
         assert_eq!(
             store
-                .redeem_token("t1", now, &record("a2", now + time::Duration::days(1)))
+                .redeem_token("t1", now, &record("a2", now + time::Duration::days(1)), A)
                 .await
                 .unwrap(),
             Redeemed::AlreadyUsed { at: now }
@@ -671,14 +800,14 @@ mod tests {
         assert!(store.get("a2").await.unwrap().is_none());
         assert!(matches!(
             store
-                .redeem_token("t2", now, &record("a3", now))
+                .redeem_token("t2", now, &record("a3", now), A)
                 .await
                 .unwrap(),
             Redeemed::Expired { .. }
         ));
         assert_eq!(
             store
-                .redeem_token("nope", now, &record("a4", now))
+                .redeem_token("nope", now, &record("a4", now), A)
                 .await
                 .unwrap(),
             Redeemed::UnknownToken
@@ -688,16 +817,16 @@ mod tests {
         );
         // A serial collision rolls the redemption back: the token stays usable.
         store
-            .record_token(&token("t3", now + time::Duration::minutes(15)))
+            .record_token(&token("t3", now + time::Duration::minutes(15)), A)
             .await
             .unwrap();
         assert!(matches!(
-            store.redeem_token("t3", now, &record("a1", now)).await,
+            store.redeem_token("t3", now, &record("a1", now), A).await,
             Err(StoreError::DuplicateSerial { .. })
         ));
         assert_eq!(
             store
-                .redeem_token("t3", now, &record("a5", now))
+                .redeem_token("t3", now, &record("a5", now), A)
                 .await
                 .unwrap(),
             Redeemed::Recorded
@@ -773,11 +902,11 @@ mod tests {
         assert_eq!(store.backend(), Backend::Postgres);
         let now = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
         store
-            .record_issued(&record("aa", now + time::Duration::hours(2)))
+            .record_issued(&record("aa", now + time::Duration::hours(2)), A)
             .await
             .unwrap();
         assert!(matches!(
-            store.record_issued(&record("aa", now)).await,
+            store.record_issued(&record("aa", now), A).await,
             Err(StoreError::DuplicateSerial { .. })
         ));
         assert_eq!(
@@ -785,7 +914,7 @@ mod tests {
             record("aa", now + time::Duration::hours(2))
         );
         assert_eq!(
-            store.revoke("aa", "keyCompromise", now).await.unwrap(),
+            store.revoke("aa", "keyCompromise", now, A).await.unwrap(),
             RevokeOutcome::Revoked
         );
         assert_eq!(store.revoked(now).await.unwrap().len(), 1);
@@ -798,26 +927,29 @@ mod tests {
         assert_eq!((c1.number, c1.der.clone()), (1, vec![1, 1]));
         assert_eq!(store.latest_crl().await.unwrap().unwrap(), c1);
         store
-            .record_token(&TokenRecord {
-                id: "t1".into(),
-                identities: vec!["DNS:a".into()],
-                created_at: now,
-                expires_at: now + time::Duration::minutes(5),
-                used_at: None,
-                used_by_serial: None,
-            })
+            .record_token(
+                &TokenRecord {
+                    id: "t1".into(),
+                    identities: vec!["DNS:a".into()],
+                    created_at: now,
+                    expires_at: now + time::Duration::minutes(5),
+                    used_at: None,
+                    used_by_serial: None,
+                },
+                A,
+            )
             .await
             .unwrap();
         assert_eq!(
             store
-                .redeem_token("t1", now, &record("b1", now))
+                .redeem_token("t1", now, &record("b1", now), A)
                 .await
                 .unwrap(),
             Redeemed::Recorded
         );
         assert!(matches!(
             store
-                .redeem_token("t1", now, &record("b2", now))
+                .redeem_token("t1", now, &record("b2", now), A)
                 .await
                 .unwrap(),
             Redeemed::AlreadyUsed { .. }
@@ -865,14 +997,17 @@ mod tests {
         );
 
         for i in 0..10 {
-            a.record_token(&TokenRecord {
-                id: format!("tok{i}"),
-                identities: vec!["DNS:a".into()],
-                created_at: now,
-                expires_at: now + time::Duration::minutes(5),
-                used_at: None,
-                used_by_serial: None,
-            })
+            a.record_token(
+                &TokenRecord {
+                    id: format!("tok{i}"),
+                    identities: vec!["DNS:a".into()],
+                    created_at: now,
+                    expires_at: now + time::Duration::minutes(5),
+                    used_at: None,
+                    used_by_serial: None,
+                },
+                A,
+            )
             .await
             .unwrap();
         }
@@ -883,8 +1018,10 @@ mod tests {
                 record(&format!("a{i}"), now),
                 record(&format!("b{i}"), now),
             );
-            let (ra, rb) =
-                tokio::join!(a.redeem_token(&id, now, &ca), b.redeem_token(&id, now, &cb));
+            let (ra, rb) = tokio::join!(
+                a.redeem_token(&id, now, &ca, A),
+                b.redeem_token(&id, now, &cb, A)
+            );
             let wins = [ra.unwrap(), rb.unwrap()]
                 .iter()
                 .filter(|r| **r == Redeemed::Recorded)
@@ -895,5 +1032,107 @@ mod tests {
         a.close().await;
         b.close().await;
         db.drop_db().await;
+    }
+
+    #[tokio::test]
+    async fn the_audit_chain_detects_edits_deletions_and_truncation() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::create(&dir.path().join("s.db")).await.unwrap();
+        let now = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
+        for s in ["a1", "a2", "a3", "a4"] {
+            store
+                .record_issued(
+                    &record(s, now + time::Duration::days(1)),
+                    Audit {
+                        actor: "cli",
+                        action: "issue",
+                    },
+                )
+                .await
+                .unwrap();
+        }
+        store
+            .revoke(
+                "a2",
+                "keyCompromise",
+                now,
+                Audit {
+                    actor: "cli",
+                    action: "revoke",
+                },
+            )
+            .await
+            .unwrap();
+        let (n, head) = store.verify_audit().await.unwrap().unwrap();
+        assert_eq!(n, 5);
+        assert_eq!(head.len(), 64);
+        let all = store.audit_records(None).await.unwrap();
+        assert_eq!(
+            all.iter().map(|r| r.action.as_str()).collect::<Vec<_>>(),
+            ["issue", "issue", "issue", "issue", "revoke"]
+        );
+        assert_eq!(all[4].subject, "a2");
+        assert!(all[4].detail.contains("keyCompromise"));
+        // A refused revocation (already revoked) writes no record.
+        store.revoke("a2", "superseded", now, A).await.unwrap();
+        assert_eq!(store.audit_records(None).await.unwrap().len(), 5);
+
+        // Edit a record's content.
+        sqlx::query("UPDATE audit SET actor = 'someone else' WHERE seq = 2")
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        let broken = store.verify_audit().await.unwrap().unwrap_err();
+        assert_eq!(broken.seq, 2);
+        assert!(broken.problem.contains("edited"), "{broken}");
+        sqlx::query("UPDATE audit SET actor = 'cli' WHERE seq = 2")
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        assert!(store.verify_audit().await.unwrap().is_ok());
+
+        // Delete one in the middle.
+        sqlx::query("DELETE FROM audit WHERE seq = 3")
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        let broken = store.verify_audit().await.unwrap().unwrap_err();
+        assert_eq!(broken.seq, 3);
+        assert!(broken.problem.contains("deleted"), "{broken}");
+
+        // Truncation of the newest records is caught by the head.
+        let dir2 = tempfile::tempdir().unwrap();
+        let s2 = Store::create(&dir2.path().join("s.db")).await.unwrap();
+        for s in ["b1", "b2", "b3"] {
+            s2.record_issued(&record(s, now), A).await.unwrap();
+        }
+        sqlx::query("DELETE FROM audit WHERE seq = 3")
+            .execute(&s2.pool)
+            .await
+            .unwrap();
+        let broken = s2.verify_audit().await.unwrap().unwrap_err();
+        assert!(
+            broken.problem.contains("newest records were deleted"),
+            "{broken}"
+        );
+        // Recomputing a forged record's own hash is not enough: the next
+        // record links to the original.
+        let forged = crate::audit::chain_hash(
+            &all[0].hash,
+            2,
+            all[1].at.unix_timestamp(),
+            "mallory",
+            "issue",
+            "a2",
+            &all[1].detail,
+        );
+        sqlx::query("UPDATE audit SET actor = 'mallory', hash = ? WHERE seq = 2")
+            .bind(forged)
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        sqlx::query("INSERT INTO audit (seq, at, actor, action, subject, detail, prev_hash, hash) SELECT 3, at, actor, action, subject, detail, prev_hash, hash FROM audit WHERE seq = 4").execute(&store.pool).await.unwrap();
+        let broken = store.verify_audit().await.unwrap().unwrap_err();
+        assert_eq!(broken.seq, 3, "{broken}");
     }
 }

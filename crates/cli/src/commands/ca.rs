@@ -257,8 +257,17 @@ fn sign_leaf(ca: &Ca, spki: &[u8], spec: &LeafSpec) -> anyhow::Result<IssuedCert
 }
 
 /// Records a signed certificate durably (returns after the commit).
-async fn record(ca: &Ca, cert: &IssuedCert) -> anyhow::Result<()> {
-    Ok(ca.auth.record(cert).await?)
+async fn record(ca: &Ca, cert: &IssuedCert, action: &str) -> anyhow::Result<()> {
+    Ok(ca
+        .auth
+        .record(
+            cert,
+            symbolon_store::Audit {
+                actor: "cli",
+                action,
+            },
+        )
+        .await?)
 }
 
 /// Refuses an output path whose directory is missing or that exists
@@ -388,7 +397,7 @@ pub async fn issue(args: IssueArgs) -> CmdResult {
         )?;
         let cert = sign_leaf(&ca, &key.subject_public_key_info(), &spec)?;
         let crt_file = files::stage(&crt_path, cert.chain_pem().as_bytes(), PUBLIC)?;
-        record(&ca, &cert).await?;
+        record(&ca, &cert, "issue").await?;
         key_file.commit()?;
         crt_file.commit()?;
         anyhow::Ok(cert)
@@ -470,7 +479,7 @@ pub async fn sign(args: SignArgs) -> CmdResult {
             Some(path) => Some(files::stage(path, cert.chain_pem().as_bytes(), PUBLIC)?),
             None => None,
         };
-        record(&ca, &cert)
+        record(&ca, &cert, "sign")
             .await
             .map_err(|e| anyhow!("{}: {e:#}", args.csr.display()))?;
         if let Some(f) = staged {
@@ -538,7 +547,19 @@ pub async fn revoke(args: RevokeArgs) -> CmdResult {
     let ca = Ca::open(&args.dir).await?;
     let hex = serial.to_hex();
     let now = OffsetDateTime::now_utc();
-    let outcome = ca.auth.store.revoke(&hex, args.reason.as_str(), now).await;
+    let outcome = ca
+        .auth
+        .store
+        .revoke(
+            &hex,
+            args.reason.as_str(),
+            now,
+            symbolon_store::Audit {
+                actor: "cli",
+                action: "revoke",
+            },
+        )
+        .await;
     // A revocation is published at once as a new CRL: a running `ca serve`
     // sees the new CRL number and pushes it down its revocation feed.
     let crl = match &outcome {
@@ -703,6 +724,115 @@ pub async fn list(args: ListArgs) -> CmdResult {
             &["SERIAL", "STATUS", "NOT AFTER", "PROFILE", "IDENTITIES"],
             &rows
         )
+    );
+    Ok(())
+}
+
+// === ca audit ===
+
+#[derive(Debug, Args)]
+pub struct AuditVerifyArgs {
+    #[command(flatten)]
+    dir: DirArg,
+    #[arg(long)]
+    json: bool,
+}
+
+/// Verifies the audit chain; exit 0 intact, 1 broken (naming the record).
+pub async fn audit_verify(args: AuditVerifyArgs) -> CmdResult {
+    let ca = Ca::open(&args.dir).await?;
+    let result = ca.auth.store.verify_audit().await;
+    ca.auth.store.close().await;
+    match result? {
+        Ok((n, head)) => {
+            if args.json {
+                output::json(&serde_json::json!({"intact": true, "records": n, "head": head}))?;
+            } else {
+                println!("audit chain intact: {n} record(s), head {head}");
+            }
+            Ok(())
+        }
+        Err(b) => {
+            if args.json {
+                output::json(
+                    &serde_json::json!({"intact": false, "record": b.seq, "problem": b.problem}),
+                )?;
+            } else {
+                println!("audit chain BROKEN at record #{}: {}", b.seq, b.problem);
+            }
+            Err(crate::Failure::Negative)
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct AuditListArgs {
+    #[command(flatten)]
+    dir: DirArg,
+    /// Only records from this time on: RFC 3339, or a duration back from now (e.g. 24h).
+    #[arg(long, value_name = "WHEN")]
+    since: Option<String>,
+    #[arg(long)]
+    json: bool,
+}
+
+pub async fn audit_list(args: AuditListArgs) -> CmdResult {
+    let since = match &args.since {
+        None => None,
+        Some(s) => Some(
+            match OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339) {
+                Ok(t) => t,
+                Err(_) => {
+                    let d = symbolon_core::parse_duration(s)
+                    .map_err(|_| anyhow!("--since {s:?}: give an RFC 3339 time (2026-11-25T00:00:00Z) or a duration back from now (24h)"))?;
+                    OffsetDateTime::now_utc()
+                        - time::Duration::try_from(d)
+                            .map_err(|_| anyhow!("--since: out of range"))?
+                }
+            },
+        ),
+    };
+    let ca = Ca::open(&args.dir).await?;
+    let records = ca.auth.store.audit_records(since).await;
+    ca.auth.store.close().await;
+    let records = records?;
+    if args.json {
+        let items: Vec<serde_json::Value> = records
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "seq": r.seq,
+                    "at": symbolon_pki::rfc3339(r.at),
+                    "actor": r.actor,
+                    "action": r.action,
+                    "subject": r.subject,
+                    "detail": serde_json::from_str::<serde_json::Value>(&r.detail).unwrap_or(serde_json::Value::String(r.detail.clone())),
+                    "hash": r.hash,
+                })
+            })
+            .collect();
+        output::json(&items)?;
+        return Ok(());
+    }
+    if records.is_empty() {
+        println!("No audit records match.");
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = records
+        .iter()
+        .map(|r| {
+            vec![
+                r.seq.to_string(),
+                symbolon_pki::rfc3339(r.at),
+                r.action.clone(),
+                r.subject.clone(),
+                r.actor.clone(),
+            ]
+        })
+        .collect();
+    print!(
+        "{}",
+        output::table(&["#", "AT", "ACTION", "SUBJECT", "ACTOR"], &rows)
     );
     Ok(())
 }

@@ -72,6 +72,17 @@ pub enum CaCommand {
     Serve(serve::ServeArgs),
     /// Create a one-time enrollment token for given identities.
     Token(serve::TokenArgs),
+    /// The tamper-evident audit trail: verify the chain, list records.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check every record's hash and link; exit 0 intact, 1 broken (naming the record).
+    Verify(ca::AuditVerifyArgs),
+    /// List audit records.
+    List(ca::AuditListArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -110,6 +121,8 @@ pub async fn run(cli: Cli) -> CmdResult {
             CaCommand::List(a) => ca::list(a).await,
             CaCommand::Serve(a) => serve::serve(a).await,
             CaCommand::Token(a) => serve::token(a).await,
+            CaCommand::Audit(AuditCommand::Verify(a)) => ca::audit_verify(a).await,
+            CaCommand::Audit(AuditCommand::List(a)) => ca::audit_list(a).await,
         },
         Command::Cert(c) => match c {
             CertCommand::Inspect(a) => cert::inspect(a),

@@ -185,7 +185,15 @@ pub async fn run(args: QuickstartArgs) -> CmdResult {
         lifetime: ca.auth.default_leaf,
     };
     let gw_cert = ca.auth.sign(&gw_key.subject_public_key_info(), &gw_spec)?;
-    ca.auth.record(&gw_cert).await?;
+    ca.auth
+        .record(
+            &gw_cert,
+            symbolon_store::Audit {
+                actor: "quickstart",
+                action: "issue",
+            },
+        )
+        .await?;
     files::write_all_atomic(&[
         (
             &dir.join("gateway.crt"),
@@ -201,6 +209,7 @@ pub async fn run(args: QuickstartArgs) -> CmdResult {
     let token = ca
         .auth
         .create_token(
+            "quickstart",
             &[Identity::spiffe(&format!(
                 "spiffe://{TRUST_DOMAIN}/demo/client"
             ))?],

@@ -110,7 +110,7 @@ pub async fn token(args: TokenArgs) -> CmdResult {
         ids.push(Identity::ip(s).map_err(|e| anyhow!("--ip: {e}"))?);
     }
     let ca = Ca::open(&args.dir).await?;
-    let result = ca.auth.create_token(&ids, args.ttl).await;
+    let result = ca.auth.create_token("cli", &ids, args.ttl).await;
     ca.auth.store.close().await;
     let (token, expires) = result?;
     if args.json {

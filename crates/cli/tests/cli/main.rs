@@ -5,6 +5,7 @@
 mod gw_support;
 mod support;
 
+mod audit;
 mod bad_input;
 mod control_plane;
 mod docs;
