@@ -245,6 +245,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/certificates", get(certificates))
         .route("/v1/openapi.json", get(openapi))
         .route("/metrics", get(metrics))
+        .route("/v1/telemetry", post(telemetry))
+        .merge(crate::ui::routes())
         .fallback(|| async {
             err(
                 StatusCode::NOT_FOUND,
@@ -828,4 +830,50 @@ async fn ocsp_get(
             symbolon_pki::OcspFailure::MalformedRequest,
         )),
     }
+}
+
+// === telemetry from gateways ===
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TelemetryBody {
+    service: String,
+    #[serde(default)]
+    trust: Vec<String>,
+    counts: Vec<TelemetryCountBody>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TelemetryCountBody {
+    client: String,
+    kind: String,
+    #[serde(default)]
+    reason: String,
+    count: i64,
+}
+
+/// Gateways report aggregated counts every few seconds over mTLS; the
+/// reporting gateway is identified by its own certificate.
+async fn telemetry(
+    State(state): State<Arc<AppState>>,
+    Extension(peer): Extension<Peer>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let p = require_peer(&state, &peer).await?;
+    let body: TelemetryBody = body_json(body)?;
+    if body.counts.len() > 10_000 || body.service.is_empty() || body.service.len() > 128 {
+        return Err(err(StatusCode::BAD_REQUEST, "malformed", "a report holds 1 to 10000 counts and a service name of at most 128 characters"));
+    }
+    let mut counts = Vec::with_capacity(body.counts.len());
+    for c in body.counts {
+        if !matches!(c.kind.as_str(), "allowed" | "denied" | "failed") || c.count < 0 || c.client.len() > 2048 || c.reason.len() > 256 {
+            return Err(err(StatusCode::BAD_REQUEST, "malformed", "each count needs kind allowed|denied|failed, a non-negative count, and bounded strings"));
+        }
+        counts.push(symbolon_store::TelemetryCount { client: c.client, kind: c.kind, reason: c.reason, count: c.count });
+    }
+    let gateway = p.spiffe_id.clone().or_else(|| p.dns.first().cloned()).unwrap_or_else(|| p.subject.clone());
+    let report = symbolon_store::TelemetryReport { gateway, service: body.service, trust: body.trust, counts };
+    state.auth.store.record_telemetry(&report, OffsetDateTime::now_utc()).await.map_err(IssueError::from)?;
+    Ok(Json(serde_json::json!({"accepted": report.counts.len()})))
 }

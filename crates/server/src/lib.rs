@@ -7,6 +7,7 @@ mod authority;
 mod feed;
 mod openapi;
 mod serve;
+mod ui;
 
 // === the public interface ===
 pub use api::MAX_BODY;

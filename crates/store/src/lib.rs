@@ -9,6 +9,7 @@ mod audit;
 mod migrate;
 mod records;
 mod store;
+mod telemetry;
 
 // === the public interface ===
 pub use audit::{Audit, AuditBreak, AuditRecord, chain_hash};
@@ -17,6 +18,9 @@ pub use records::{
     TokenRecord,
 };
 pub use store::{Backend, Store};
+pub use telemetry::{
+    GatewayInfo, MatrixCell, PageQuery, SortKey, StatusCounts, TelemetryCount, TelemetryReport,
+};
 
 use std::path::PathBuf;
 

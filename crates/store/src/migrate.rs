@@ -15,6 +15,7 @@ const SQLITE: &[(i64, &str)] = &[
     ),
     (2, include_str!("../migrations/sqlite/0002_tokens.sql")),
     (3, include_str!("../migrations/sqlite/0003_audit.sql")),
+    (4, include_str!("../migrations/sqlite/0004_telemetry.sql")),
 ];
 
 const POSTGRES: &[(i64, &str)] = &[
@@ -24,6 +25,7 @@ const POSTGRES: &[(i64, &str)] = &[
     ),
     (2, include_str!("../migrations/postgres/0002_tokens.sql")),
     (3, include_str!("../migrations/postgres/0003_audit.sql")),
+    (4, include_str!("../migrations/postgres/0004_telemetry.sql")),
 ];
 
 pub(crate) async fn run(

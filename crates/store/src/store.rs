@@ -33,6 +33,10 @@ fn ts(t: OffsetDateTime) -> i64 {
     t.unix_timestamp()
 }
 
+pub(crate) fn from_ts_pub(s: i64, location: &str) -> Result<OffsetDateTime, StoreError> {
+    from_ts(s, location)
+}
+
 fn from_ts(s: i64, location: &str) -> Result<OffsetDateTime, StoreError> {
     OffsetDateTime::from_unix_timestamp(s).map_err(|_| StoreError::Corrupt {
         location: location.to_string(),
@@ -219,11 +223,27 @@ impl Store {
         })
     }
 
+    pub(crate) fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    pub(crate) fn location(&self) -> &str {
+        &self.location
+    }
+
+    pub(crate) fn db_err(&self) -> impl Fn(sqlx::Error) -> StoreError + '_ {
+        self.db()
+    }
+
+    pub(crate) fn record_from_row(&self, row: &AnyRow) -> Result<CertificateRecord, StoreError> {
+        self.row_to_record(row)
+    }
+
     pub fn backend(&self) -> Backend {
         self.backend
     }
 
-    fn sql<'a>(&self, s: &'a str) -> Cow<'a, str> {
+    pub(crate) fn sql<'a>(&self, s: &'a str) -> Cow<'a, str> {
         placeholders(self.backend, s)
     }
 
