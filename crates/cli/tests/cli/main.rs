@@ -21,4 +21,5 @@ mod replicas;
 mod revocation;
 mod revoke;
 mod sign;
+mod telemetry;
 mod verify;

@@ -19,6 +19,23 @@ pub struct GatewayConfig {
     pub policy: PolicyConfig,
     pub metrics: Option<MetricsSection>,
     pub revocation: Option<RevocationSection>,
+    pub telemetry: Option<TelemetrySection>,
+}
+
+/// Where to send telemetry for the dashboard.
+#[derive(Clone, Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetrySection {
+    /// Control plane base URL (https://host:port).
+    pub url: String,
+    /// The service name shown in the connection matrix.
+    pub service: String,
+    #[serde(default = "five_seconds")]
+    pub interval: String,
+}
+
+fn five_seconds() -> String {
+    "5s".into()
 }
 
 /// Where revocation data comes from and what to do without it.
@@ -148,6 +165,8 @@ pub struct Loaded {
     pub proxy_protocol: bool,
     pub policy: Arc<Policy>,
     pub metrics: Option<SocketAddr>,
+    /// (control plane, service, interval).
+    pub telemetry: Option<(crate::agent::client::CaUrl, String, Duration)>,
 }
 
 #[derive(Clone, Debug)]
@@ -331,6 +350,26 @@ pub fn load(file: &Path) -> Result<Loaded, ConfigError> {
         .as_ref()
         .map(|m| addr("metrics.listen", &m.listen))
         .transpose()?;
+    let telemetry = match &raw.telemetry {
+        None => None,
+        Some(t) => {
+            let url = crate::agent::client::CaUrl::parse(&t.url)
+                .map_err(|e| err(format!("telemetry.url: {}", e.replace("--ca ", ""))))?;
+            if t.service.trim().is_empty() {
+                return Err(err("telemetry.service: name the service (shown in the dashboard's connection matrix)".into()));
+            }
+            if matches!(role, Role::Client(_)) {
+                return Err(err("[telemetry] applies to server mode".into()));
+            }
+            let dur =
+                |key: &str, v: &str| parse_duration(v).map_err(|e| err(format!("{key}: {e}")));
+            Some((
+                url,
+                t.service.clone(),
+                dur("telemetry.interval", &t.interval)?,
+            ))
+        }
+    };
     Ok(Loaded {
         file: file.to_path_buf(),
         role,
@@ -340,6 +379,7 @@ pub fn load(file: &Path) -> Result<Loaded, ConfigError> {
         proxy_protocol: raw.upstream.proxy_protocol,
         policy: Arc::new(policy),
         metrics,
+        telemetry,
         raw,
     })
 }

@@ -126,6 +126,14 @@ async fn authorize_and_forward(
         );
         tracing::info!(reason = "policy_denied", mode = "audit", rule, remote = %ctx.remote, "{method} {path} would be denied (audit rule, allowed) [{}]", peer_fields(ctx));
     }
+    if let Some(t) = &shared.telemetry {
+        let who = super::telemetry::client_name(ctx.peer.as_ref());
+        if decision.is_allowed() {
+            t.allowed(&who);
+        } else {
+            t.denied(&who, decision.rule_label());
+        }
+    }
     if !decision.is_allowed() {
         shared.metrics.inc(
             "symbolon_gateway_policy_decisions_total",

@@ -10,6 +10,7 @@ pub mod server;
 pub mod stapling;
 pub mod state;
 pub mod tcp;
+pub mod telemetry;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -93,6 +94,21 @@ pub const METRICS: symbolon_core::MetricHelp = &[
         "Live connections closed by the gateway, by reason.",
     ),
     (
+        "symbolon_gateway_ocsp_staple_fetches_total",
+        "counter",
+        "OCSP responses fetched for stapling, by result.",
+    ),
+    (
+        "symbolon_gateway_ocsp_staple_next_update_timestamp_seconds",
+        "gauge",
+        "nextUpdate of the stapled OCSP response.",
+    ),
+    (
+        "symbolon_gateway_telemetry_reports_total",
+        "counter",
+        "Telemetry reports to the control plane, sent or dropped.",
+    ),
+    (
         "symbolon_gateway_upstream_errors_total",
         "counter",
         "Failures to reach or talk to the upstream.",
@@ -133,7 +149,23 @@ pub async fn run(cfg: Loaded) -> Result<(), String> {
                 live: rx,
                 metrics: metrics.clone(),
                 revocation: rev.clone(),
+                telemetry: cfg.telemetry.as_ref().map(|_| telemetry::Telemetry::new()),
             });
+            if let (Some((url, service, interval)), Some(t)) =
+                (cfg.telemetry.clone(), shared.telemetry.clone())
+            {
+                let anchors = symbolon_pki::input::load_certificates(&shared.settings.client_ca)
+                    .map_err(|e| e.to_string())?;
+                tokio::spawn(telemetry::report_loop(
+                    t,
+                    url,
+                    service,
+                    interval,
+                    shared.live.clone(),
+                    anchors,
+                    metrics.clone(),
+                ));
+            }
             let anchor = symbolon_tls::CaAnchor::Root(stapling_anchor(&shared.settings.client_ca)?);
             tokio::spawn(stapling::staple_loop(tx.clone(), anchor, metrics.clone()));
             tokio::spawn(state::reload_loop(
@@ -188,5 +220,32 @@ async fn start_metrics(cfg: &Loaded, metrics: Arc<Metrics>) -> Result<(), String
     match cfg.metrics {
         Some(addr) => crate::metrics_server::start(addr, "metrics.listen", metrics).await,
         None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every metric the gateway writes must be declared, or it is never
+    /// rendered at /metrics (the registry renders declared names only).
+    #[test]
+    fn every_metric_written_is_declared() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/gateway");
+        let declared: Vec<&str> = super::METRICS.iter().map(|m| m.0).collect();
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+            for (i, _) in text.match_indices("\"symbolon_gateway_") {
+                let name: String = text[i + 1..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                if name == "symbolon_gateway_" {
+                    continue; // this test's own search string
+                }
+                assert!(
+                    declared.contains(&name.as_str()),
+                    "{name} is written but not declared in METRICS"
+                );
+            }
+        }
     }
 }

@@ -64,6 +64,7 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     pub upstream: http::Upstream,
     pub revocation: Option<Arc<super::revocation::Revocation>>,
+    pub telemetry: Option<Arc<super::telemetry::Telemetry>>,
 }
 
 fn cert_fields(c: &CertRef) -> String {
@@ -85,6 +86,13 @@ fn refuse(
         "symbolon_gateway_handshakes_total",
         &[("result", "error"), ("reason", reason.as_str())],
     );
+    if let Some(t) = &shared.telemetry {
+        t.failed(
+            cert.map(|c| c.subject.as_str())
+                .unwrap_or("unauthenticated"),
+            reason.as_str(),
+        );
+    }
     match cert {
         Some(c) => tracing::warn!(
             reason = reason.as_str(),

@@ -27,6 +27,14 @@ pub async fn forward(mut stream: TlsStream<TcpStream>, ctx: ConnContext, shared:
         );
         tracing::info!(reason = "policy_denied", mode = "audit", rule, remote = %ctx.remote, "connection would be denied (audit rule, allowed)");
     }
+    if let Some(t) = &shared.telemetry {
+        let who = super::telemetry::client_name(ctx.peer.as_ref());
+        if decision.is_allowed() {
+            t.allowed(&who);
+        } else {
+            t.denied(&who, decision.rule_label());
+        }
+    }
     if !decision.is_allowed() {
         shared.metrics.inc(
             "symbolon_gateway_policy_decisions_total",

@@ -1,0 +1,199 @@
+//! Gateway telemetry reaches the control plane's store, aggregated per
+//! client identity and service; with the control plane down the gateway
+//! keeps serving and only counts dropped reports.
+
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::gw_support::{Gateway, HttpBackend, free_port};
+use crate::support::{Sandbox, run_tool, tool};
+
+struct Serve(Child);
+
+impl Serve {
+    fn start(sb: &Sandbox, port: u16) -> Serve {
+        let child = Command::new(env!("CARGO_BIN_EXE_symbolon"))
+            .args([
+                "ca",
+                "serve",
+                "--dir",
+                "ca",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+            ])
+            .current_dir(sb.dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let started = Instant::now();
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "ca serve did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Serve(child)
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Sums telemetry rows by (client, kind, reason) straight from the store.
+fn telemetry_rows(python: &std::path::Path, sb: &Sandbox) -> Vec<(String, String, String, i64)> {
+    let script = "import sqlite3, json\nc = sqlite3.connect('ca/symbolon.db')\nprint(json.dumps(c.execute(\"SELECT client, kind, reason, SUM(count) FROM telemetry WHERE service = 'api' GROUP BY client, kind, reason ORDER BY client, kind\").fetchall()))";
+    let o = Command::new(python)
+        .args(["-c", script])
+        .current_dir(sb.dir.path())
+        .output()
+        .unwrap();
+    let v: Vec<(String, String, String, i64)> =
+        serde_json::from_slice(&o.stdout).unwrap_or_default();
+    v
+}
+
+#[test]
+fn gateway_telemetry_reaches_the_store_and_a_dead_control_plane_costs_only_a_counter() {
+    let (Some(python), Some(curl)) = (tool("python3"), tool("curl")) else {
+        return;
+    };
+    let sb = Sandbox::new();
+    sb.init_ca(&[]);
+    // The gateway's certificate serves and, for telemetry, acts as a client.
+    sb.ok(&[
+        "ca",
+        "issue",
+        "--dir",
+        "ca",
+        "--dns",
+        "localhost",
+        "--ip",
+        "127.0.0.1",
+        "--spiffe-id",
+        "spiffe://example.org/gateway",
+        "--profile",
+        "peer",
+        "--out",
+        "gw",
+    ]);
+    sb.ok(&[
+        "ca",
+        "issue",
+        "--dir",
+        "ca",
+        "--spiffe-id",
+        "spiffe://example.org/web",
+        "--out",
+        "web",
+    ]);
+    sb.ok(&[
+        "ca",
+        "issue",
+        "--dir",
+        "ca",
+        "--spiffe-id",
+        "spiffe://example.org/evil",
+        "--out",
+        "evil",
+    ]);
+    let ca_port = free_port();
+    let serve = Serve::start(&sb, ca_port);
+    let backend = HttpBackend::start();
+    let (port, mport) = (free_port(), free_port());
+    let cfg = format!(
+        "[server]\nlisten = \"127.0.0.1:{port}\"\ncert = \"gw.crt\"\nkey = \"gw.key\"\nclient_ca = \"ca/ca-bundle.pem\"\n\n[upstream]\naddress = \"{}\"\n\n[[policy.rule]]\nname = \"web\"\neffect = \"allow\"\nspiffe_id = [\"spiffe://example.org/web\"]\n\n[telemetry]\nurl = \"https://localhost:{ca_port}\"\nservice = \"api\"\ninterval = \"1s\"\n\n[metrics]\nlisten = \"127.0.0.1:{mport}\"\n",
+        backend.addr
+    );
+    let _gw = Gateway::start(&sb, "gw.toml", &cfg, port);
+    let get = |cert: Option<&str>| {
+        let mut args = vec![
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--max-time",
+            "5",
+            "--cacert",
+            "ca/root.crt",
+        ];
+        let (c, k);
+        if let Some(name) = cert {
+            c = format!("{name}.crt");
+            k = format!("{name}.key");
+            args.extend(["--cert", &c, "--key", &k]);
+        }
+        let url = format!("https://localhost:{port}/x");
+        args.push(&url);
+        run_tool(&sb, &curl, &args).1
+    };
+    assert_eq!(get(Some("web")), "200");
+    assert_eq!(get(Some("web")), "200");
+    assert_eq!(get(Some("evil")), "403");
+    assert_ne!(get(None), "200");
+
+    let started = Instant::now();
+    let want = vec![
+        (
+            "spiffe://example.org/evil".to_string(),
+            "denied".to_string(),
+            "no matching rule".to_string(),
+            1,
+        ),
+        (
+            "spiffe://example.org/web".to_string(),
+            "allowed".to_string(),
+            String::new(),
+            2,
+        ),
+        (
+            "unauthenticated".to_string(),
+            "failed".to_string(),
+            "no_client_cert".to_string(),
+            1,
+        ),
+    ];
+    loop {
+        if telemetry_rows(&python, &sb) == want {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "telemetry never arrived: {:?}",
+            telemetry_rows(&python, &sb)
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+
+    // The control plane goes away: traffic still flows, reports are dropped.
+    drop(serve);
+    assert_eq!(get(Some("web")), "200");
+    let started = Instant::now();
+    loop {
+        let (_, text) = run_tool(
+            &sb,
+            &curl,
+            &["-s", &format!("http://127.0.0.1:{mport}/metrics")],
+        );
+        if text.contains("symbolon_gateway_telemetry_reports_total{result=\"dropped\"}") {
+            assert!(
+                text.contains("symbolon_gateway_telemetry_reports_total{result=\"sent\"}"),
+                "{text}"
+            );
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "no dropped report counted:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert_eq!(get(Some("web")), "200");
+}
