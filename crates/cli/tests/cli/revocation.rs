@@ -184,6 +184,19 @@ fn run_watcher(
     (at, result)
 }
 
+/// Waits until the gateway accepts the client: the feed's snapshot has
+/// arrived (before that, fail-closed rightly refuses everyone).
+fn wait_fresh(python: &std::path::Path, sb: &Sandbox, port: u16) {
+    let started = Instant::now();
+    while !handshake_ok(python, sb, port) {
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "the gateway never got fresh revocation data"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 fn serial(sb: &Sandbox) -> String {
     sb.ok(&["cert", "inspect", "web.crt", "--json"]).json()[0]["serial"]
         .as_str()
@@ -207,6 +220,7 @@ fn revoking_by_cli_closes_live_connections_and_refuses_new_handshakes() {
     );
     let gw = Gateway::start(&sb, "gw.toml", &cfg, port);
     gw.wait_log("following the revocation feed");
+    wait_fresh(&python, &sb, port);
 
     let serial = serial(&sb);
     let (at, out) = run_watcher(&sb, &python, port, 10, || {
@@ -268,6 +282,7 @@ fn revoking_by_api_is_pushed_too() {
     );
     let gw = Gateway::start(&sb, "gw.toml", &cfg, port);
     gw.wait_log("following the revocation feed");
+    wait_fresh(&python, &sb, port);
     let serial = serial(&sb);
     let (at, out) = run_watcher(&sb, &python, port, 10, || {
         let body = format!("{{\"serial\":\"{serial}\",\"reason\":\"keyCompromise\"}}");
@@ -334,10 +349,8 @@ fn control_plane_down_fail_closed_then_catches_up() {
     );
     let gw = Gateway::start(&sb, "gw.toml", &cfg, port);
     gw.wait_log("following the revocation feed");
-    assert!(
-        handshake_ok(&python, &sb, port),
-        "fresh data must allow the handshake"
-    );
+    // Fresh data (once the snapshot arrived) allows the handshake.
+    wait_fresh(&python, &sb, port);
 
     drop(serve);
     std::thread::sleep(Duration::from_secs(5));
