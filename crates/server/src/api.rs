@@ -863,17 +863,48 @@ async fn telemetry(
     let p = require_peer(&state, &peer).await?;
     let body: TelemetryBody = body_json(body)?;
     if body.counts.len() > 10_000 || body.service.is_empty() || body.service.len() > 128 {
-        return Err(err(StatusCode::BAD_REQUEST, "malformed", "a report holds 1 to 10000 counts and a service name of at most 128 characters"));
+        return Err(err(
+            StatusCode::BAD_REQUEST,
+            "malformed",
+            "a report holds 1 to 10000 counts and a service name of at most 128 characters",
+        ));
     }
     let mut counts = Vec::with_capacity(body.counts.len());
     for c in body.counts {
-        if !matches!(c.kind.as_str(), "allowed" | "denied" | "failed") || c.count < 0 || c.client.len() > 2048 || c.reason.len() > 256 {
-            return Err(err(StatusCode::BAD_REQUEST, "malformed", "each count needs kind allowed|denied|failed, a non-negative count, and bounded strings"));
+        if !matches!(c.kind.as_str(), "allowed" | "denied" | "failed")
+            || c.count < 0
+            || c.client.len() > 2048
+            || c.reason.len() > 256
+        {
+            return Err(err(
+                StatusCode::BAD_REQUEST,
+                "malformed",
+                "each count needs kind allowed|denied|failed, a non-negative count, and bounded strings",
+            ));
         }
-        counts.push(symbolon_store::TelemetryCount { client: c.client, kind: c.kind, reason: c.reason, count: c.count });
+        counts.push(symbolon_store::TelemetryCount {
+            client: c.client,
+            kind: c.kind,
+            reason: c.reason,
+            count: c.count,
+        });
     }
-    let gateway = p.spiffe_id.clone().or_else(|| p.dns.first().cloned()).unwrap_or_else(|| p.subject.clone());
-    let report = symbolon_store::TelemetryReport { gateway, service: body.service, trust: body.trust, counts };
-    state.auth.store.record_telemetry(&report, OffsetDateTime::now_utc()).await.map_err(IssueError::from)?;
+    let gateway = p
+        .spiffe_id
+        .clone()
+        .or_else(|| p.dns.first().cloned())
+        .unwrap_or_else(|| p.subject.clone());
+    let report = symbolon_store::TelemetryReport {
+        gateway,
+        service: body.service,
+        trust: body.trust,
+        counts,
+    };
+    state
+        .auth
+        .store
+        .record_telemetry(&report, OffsetDateTime::now_utc())
+        .await
+        .map_err(IssueError::from)?;
     Ok(Json(serde_json::json!({"accepted": report.counts.len()})))
 }

@@ -97,7 +97,11 @@ pub struct PageQuery<'a> {
 
 impl Store {
     /// Adds a report's counts to the current minute's bucket.
-    pub async fn record_telemetry(&self, report: &TelemetryReport, now: OffsetDateTime) -> Result<(), StoreError> {
+    pub async fn record_telemetry(
+        &self,
+        report: &TelemetryReport,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
         let bucket = now.unix_timestamp() - now.unix_timestamp().rem_euclid(60);
         let mut tx = self.pool().begin().await.map_err(self.db_err())?;
         let upsert = self.sql(
@@ -143,7 +147,10 @@ impl Store {
     }
 
     /// The connection matrix since `since`: one cell per (client, service).
-    pub async fn connection_matrix(&self, since: OffsetDateTime) -> Result<Vec<MatrixCell>, StoreError> {
+    pub async fn connection_matrix(
+        &self,
+        since: OffsetDateTime,
+    ) -> Result<Vec<MatrixCell>, StoreError> {
         let rows = sqlx::query(&self.sql(
             "SELECT client, service, kind, reason, SUM(count) AS n FROM telemetry WHERE bucket >= ?
              GROUP BY client, service, kind, reason ORDER BY client, service",
@@ -159,7 +166,13 @@ impl Store {
             let kind: String = r.try_get("kind").map_err(self.db_err())?;
             let reason: String = r.try_get("reason").map_err(self.db_err())?;
             let n: i64 = r.try_get("n").map_err(self.db_err())?;
-            let cell = cells.entry((client.clone(), service.clone())).or_insert_with(|| MatrixCell { client, service, ..Default::default() });
+            let cell = cells
+                .entry((client.clone(), service.clone()))
+                .or_insert_with(|| MatrixCell {
+                    client,
+                    service,
+                    ..Default::default()
+                });
             match kind.as_str() {
                 "allowed" => cell.allowed += n,
                 "denied" => cell.denied += n,
@@ -171,17 +184,21 @@ impl Store {
     }
 
     pub async fn gateways(&self) -> Result<Vec<GatewayInfo>, StoreError> {
-        let rows = sqlx::query("SELECT gateway, service, last_seen, trust FROM gateways ORDER BY gateway")
-            .fetch_all(self.pool())
-            .await
-            .map_err(self.db_err())?;
+        let rows =
+            sqlx::query("SELECT gateway, service, last_seen, trust FROM gateways ORDER BY gateway")
+                .fetch_all(self.pool())
+                .await
+                .map_err(self.db_err())?;
         rows.iter()
             .map(|r| {
                 let trust: String = r.try_get("trust").map_err(self.db_err())?;
                 Ok(GatewayInfo {
                     gateway: r.try_get("gateway").map_err(self.db_err())?,
                     service: r.try_get("service").map_err(self.db_err())?,
-                    last_seen: from_ts(r.try_get("last_seen").map_err(self.db_err())?, self.location())?,
+                    last_seen: from_ts(
+                        r.try_get("last_seen").map_err(self.db_err())?,
+                        self.location(),
+                    )?,
                     trust: trust.lines().map(str::to_string).collect(),
                 })
             })
@@ -207,12 +224,23 @@ impl Store {
         .fetch_one(self.pool())
         .await
         .map_err(self.db_err())?;
-        let get = |c: &str| -> Result<i64, StoreError> { row.try_get::<i64, _>(c).map_err(self.db_err()) };
-        Ok(StatusCounts { active: get("active")?, expiring_7d: get("expiring")?, expired: get("expired")?, revoked: get("revoked")? })
+        let get = |c: &str| -> Result<i64, StoreError> {
+            row.try_get::<i64, _>(c).map_err(self.db_err())
+        };
+        Ok(StatusCounts {
+            active: get("active")?,
+            expiring_7d: get("expiring")?,
+            expired: get("expired")?,
+            revoked: get("revoked")?,
+        })
     }
 
     /// Unrevoked certificates expiring per day (UTC) for `days` from `now`.
-    pub async fn expiry_per_day(&self, now: OffsetDateTime, days: i64) -> Result<Vec<(i64, i64)>, StoreError> {
+    pub async fn expiry_per_day(
+        &self,
+        now: OffsetDateTime,
+        days: i64,
+    ) -> Result<Vec<(i64, i64)>, StoreError> {
         let start = now.unix_timestamp() - now.unix_timestamp().rem_euclid(86_400);
         let rows = sqlx::query(&self.sql(
             "SELECT (not_after - ?) / 86400 AS day, COUNT(*) AS n FROM certificates
@@ -233,16 +261,26 @@ impl Store {
                 *slot += n;
             }
         }
-        Ok(out.into_iter().enumerate().map(|(d, n)| (start + d as i64 * 86_400, n)).collect())
+        Ok(out
+            .into_iter()
+            .enumerate()
+            .map(|(d, n)| (start + d as i64 * 86_400, n))
+            .collect())
     }
 
     /// One page of the inventory, and the total matching.
-    pub async fn certificate_page(&self, q: &PageQuery<'_>, now: OffsetDateTime) -> Result<(Vec<CertificateRecord>, i64), StoreError> {
+    pub async fn certificate_page(
+        &self,
+        q: &PageQuery<'_>,
+        now: OffsetDateTime,
+    ) -> Result<(Vec<CertificateRecord>, i64), StoreError> {
         let mut filter = String::from(" WHERE 1=1");
         let mut binds: Vec<String> = Vec::new();
         let mut int_binds: Vec<i64> = Vec::new();
         if let Some(s) = q.search.filter(|s| !s.is_empty()) {
-            filter.push_str(" AND (LOWER(serial) LIKE ? OR LOWER(identities) LIKE ? OR LOWER(subject) LIKE ?)");
+            filter.push_str(
+                " AND (LOWER(serial) LIKE ? OR LOWER(identities) LIKE ? OR LOWER(subject) LIKE ?)",
+            );
             let pat = format!("%{}%", s.to_lowercase().replace(['%', '_'], ""));
             binds.extend([pat.clone(), pat.clone(), pat]);
         }
@@ -258,7 +296,9 @@ impl Store {
             }
             _ => {}
         }
-        let count_sql = self.sql(&format!("SELECT COUNT(*) AS n FROM certificates{filter}")).into_owned();
+        let count_sql = self
+            .sql(&format!("SELECT COUNT(*) AS n FROM certificates{filter}"))
+            .into_owned();
         let mut cq = sqlx::query(&count_sql);
         for b in &binds {
             cq = cq.bind(b.clone());
@@ -266,7 +306,12 @@ impl Store {
         for b in &int_binds {
             cq = cq.bind(*b);
         }
-        let total: i64 = cq.fetch_one(self.pool()).await.map_err(self.db_err())?.try_get("n").map_err(self.db_err())?;
+        let total: i64 = cq
+            .fetch_one(self.pool())
+            .await
+            .map_err(self.db_err())?
+            .try_get("n")
+            .map_err(self.db_err())?;
         let order = if q.descending { "DESC" } else { "ASC" };
         let page_sql = self
             .sql(&format!("SELECT * FROM certificates{filter} ORDER BY {} {order}, serial {order} LIMIT ? OFFSET ?", q.sort.column()))
@@ -278,13 +323,26 @@ impl Store {
         for b in &int_binds {
             pq = pq.bind(*b);
         }
-        let rows = pq.bind(q.limit.clamp(1, 500)).bind(q.offset.max(0)).fetch_all(self.pool()).await.map_err(self.db_err())?;
-        let records = rows.iter().map(|r| self.record_from_row(r)).collect::<Result<Vec<_>, _>>()?;
+        let rows = pq
+            .bind(q.limit.clamp(1, 500))
+            .bind(q.offset.max(0))
+            .fetch_all(self.pool())
+            .await
+            .map_err(self.db_err())?;
+        let records = rows
+            .iter()
+            .map(|r| self.record_from_row(r))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok((records, total))
     }
 
     /// Audit records about one subject (a serial or token id).
     pub async fn audit_for(&self, subject: &str) -> Result<Vec<crate::AuditRecord>, StoreError> {
-        Ok(self.audit_records(None).await?.into_iter().filter(|r| r.subject == subject).collect())
+        Ok(self
+            .audit_records(None)
+            .await?
+            .into_iter()
+            .filter(|r| r.subject == subject)
+            .collect())
     }
 }
