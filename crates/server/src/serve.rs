@@ -77,6 +77,9 @@ fn endpoint_label(path: &str) -> &'static str {
     if path == "/v1/ocsp" || path.starts_with("/v1/ocsp/") {
         return "/v1/ocsp";
     }
+    if path == "/ui" || path.starts_with("/ui/") {
+        return "/ui";
+    }
     KNOWN
         .iter()
         .copied()

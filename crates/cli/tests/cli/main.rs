@@ -8,6 +8,7 @@ mod support;
 mod audit;
 mod bad_input;
 mod control_plane;
+mod dashboard;
 mod docs;
 mod gateway_http;
 mod gateway_ops;
