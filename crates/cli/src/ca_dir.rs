@@ -50,6 +50,13 @@ pub struct Lifetimes {
     /// How far ahead a CRL's nextUpdate is set.
     #[serde(default = "crl_next_update")]
     pub crl_next_update: String,
+    /// How long gateway telemetry is kept for the dashboard.
+    #[serde(default = "telemetry_retention")]
+    pub telemetry_retention: String,
+}
+
+fn telemetry_retention() -> String {
+    "7d".into()
 }
 
 fn default_leaf() -> String {
@@ -68,6 +75,7 @@ impl Default for Lifetimes {
             default_leaf: default_leaf(),
             max_leaf: max_leaf(),
             crl_next_update: crl_next_update(),
+            telemetry_retention: telemetry_retention(),
         }
     }
 }
@@ -79,6 +87,7 @@ pub struct Settings {
     pub default_leaf: Duration,
     pub max_leaf: Duration,
     pub crl_next_update: Duration,
+    pub telemetry_retention: Duration,
 }
 
 impl CaConfig {
@@ -90,6 +99,7 @@ impl CaConfig {
         let default_leaf = dur("default_leaf", &self.lifetimes.default_leaf)?;
         let max_leaf = dur("max_leaf", &self.lifetimes.max_leaf)?;
         let crl_next_update = dur("crl_next_update", &self.lifetimes.crl_next_update)?;
+        let telemetry_retention = dur("telemetry_retention", &self.lifetimes.telemetry_retention)?;
         if default_leaf > max_leaf {
             bail!(
                 "{f}: lifetimes.default_leaf ({}) is longer than lifetimes.max_leaf ({}); shorten it or raise max_leaf",
@@ -123,6 +133,7 @@ impl CaConfig {
             default_leaf,
             max_leaf,
             crl_next_update,
+            telemetry_retention,
         })
     }
 }
@@ -208,6 +219,7 @@ impl Ca {
             default_leaf: settings.default_leaf,
             max_leaf: settings.max_leaf,
             crl_next_update: settings.crl_next_update,
+            telemetry_retention: settings.telemetry_retention,
             root,
             token_key,
             admins: settings.raw.admins.clone(),

@@ -840,6 +840,11 @@ struct TelemetryBody {
     service: String,
     #[serde(default)]
     trust: Vec<String>,
+    /// SHA-256 of the gateway's compiled policy, and its rule names.
+    #[serde(default)]
+    policy: Option<String>,
+    #[serde(default)]
+    rules: Vec<String>,
     counts: Vec<TelemetryCountBody>,
 }
 
@@ -894,10 +899,23 @@ async fn telemetry(
         .clone()
         .or_else(|| p.dns.first().cloned())
         .unwrap_or_else(|| p.subject.clone());
+    if body
+        .policy
+        .as_ref()
+        .is_some_and(|p| p.len() != 64 || !p.chars().all(|c| c.is_ascii_hexdigit()))
+        || body.rules.len() > 1000
+    {
+        return Err(err(
+            StatusCode::BAD_REQUEST,
+            "malformed",
+            "policy must be a SHA-256 in hex, with at most 1000 rule names",
+        ));
+    }
     let report = symbolon_store::TelemetryReport {
         gateway,
         service: body.service,
         trust: body.trust,
+        policy: body.policy.map(|p| (p.to_ascii_lowercase(), body.rules)),
         counts,
     };
     state

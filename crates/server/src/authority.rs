@@ -19,6 +19,8 @@ pub struct Authority {
     pub default_leaf: Duration,
     pub max_leaf: Duration,
     pub crl_next_update: Duration,
+    /// How long telemetry buckets are kept.
+    pub telemetry_retention: Duration,
     pub root: CertificateDer<'static>,
     pub token_key: Vec<u8>,
     /// SPIFFE IDs or DNS names whose client certificates may use the admin

@@ -199,6 +199,27 @@ pub async fn run(auth: Authority, opts: ServeOptions) -> Result<(), String> {
             }
         }
     });
+    // Telemetry retention: drop buckets older than the configured window.
+    let prune_state = state.clone();
+    tokio::spawn(async move {
+        loop {
+            let keep = time::Duration::try_from(prune_state.auth.telemetry_retention)
+                .unwrap_or(time::Duration::days(7));
+            match prune_state
+                .auth
+                .store
+                .prune_telemetry(OffsetDateTime::now_utc() - keep)
+                .await
+            {
+                Ok(n) if n > 0 => {
+                    tracing::info!(rows = n, "pruned telemetry older than the retention window")
+                }
+                Ok(_) => {}
+                Err(e) => tracing::error!("pruning telemetry failed: {e}"),
+            }
+            tokio::time::sleep(Duration::from_secs(600)).await;
+        }
+    });
     // Keep the CRL fresh even when nobody asks for it.
     let crl_state = state.clone();
     tokio::spawn(async move {

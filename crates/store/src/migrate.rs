@@ -16,6 +16,10 @@ const SQLITE: &[(i64, &str)] = &[
     (2, include_str!("../migrations/sqlite/0002_tokens.sql")),
     (3, include_str!("../migrations/sqlite/0003_audit.sql")),
     (4, include_str!("../migrations/sqlite/0004_telemetry.sql")),
+    (
+        5,
+        include_str!("../migrations/sqlite/0005_gateway_policy.sql"),
+    ),
 ];
 
 const POSTGRES: &[(i64, &str)] = &[
@@ -26,6 +30,10 @@ const POSTGRES: &[(i64, &str)] = &[
     (2, include_str!("../migrations/postgres/0002_tokens.sql")),
     (3, include_str!("../migrations/postgres/0003_audit.sql")),
     (4, include_str!("../migrations/postgres/0004_telemetry.sql")),
+    (
+        5,
+        include_str!("../migrations/postgres/0005_gateway_policy.sql"),
+    ),
 ];
 
 pub(crate) async fn run(

@@ -28,6 +28,9 @@ pub struct TelemetryReport {
     pub service: String,
     /// `sha256 subject` of each client CA the gateway trusts.
     pub trust: Vec<String>,
+    /// SHA-256 of the gateway's compiled policy and its rule names; a
+    /// change is written to the audit trail.
+    pub policy: Option<(String, Vec<String>)>,
     pub counts: Vec<TelemetryCount>,
 }
 
@@ -121,6 +124,15 @@ impl Store {
                 .await
                 .map_err(self.db_err())?;
         }
+        let previous_policy: Option<String> =
+            sqlx::query(&self.sql("SELECT policy FROM gateways WHERE gateway = ?"))
+                .bind(report.gateway.clone())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(self.db_err())?
+                .map(|r| r.try_get("policy"))
+                .transpose()
+                .map_err(self.db_err())?;
         let gw = self.sql(
             "INSERT INTO gateways (gateway, service, last_seen, trust) VALUES (?, ?, ?, ?)
              ON CONFLICT (gateway) DO UPDATE SET service = excluded.service, last_seen = excluded.last_seen, trust = excluded.trust",
@@ -133,6 +145,39 @@ impl Store {
             .execute(&mut *tx)
             .await
             .map_err(self.db_err())?;
+        if let Some((hash, rules)) = &report.policy {
+            let previous = previous_policy.clone();
+            if previous.as_deref() != Some(hash.as_str()) {
+                let names: Vec<String> = rules.iter().map(|r| format!("{r:?}")).collect();
+                let detail = format!(
+                    "{{\"service\":{:?},\"policy_sha256\":{:?},\"previous\":{:?},\"rules\":[{}]}}",
+                    report.service,
+                    hash,
+                    previous.unwrap_or_default(),
+                    names.join(",")
+                );
+                let actor = format!("gateway:{}", report.gateway);
+                crate::audit::append(
+                    &mut tx,
+                    self.backend(),
+                    crate::Audit {
+                        actor: &actor,
+                        action: "policy_change",
+                    },
+                    &report.gateway,
+                    &detail,
+                    now,
+                )
+                .await
+                .map_err(self.db_err())?;
+                sqlx::query(&self.sql("UPDATE gateways SET policy = ? WHERE gateway = ?"))
+                    .bind(hash.clone())
+                    .bind(report.gateway.clone())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(self.db_err())?;
+            }
+        }
         tx.commit().await.map_err(self.db_err())
     }
 

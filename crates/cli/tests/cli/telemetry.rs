@@ -172,6 +172,45 @@ fn gateway_telemetry_reaches_the_store_and_a_dead_control_plane_costs_only_a_cou
         std::thread::sleep(Duration::from_millis(300));
     }
 
+    // The gateway's policy is in the audit trail, and a change is audited.
+    let policy_changes = || -> Vec<serde_json::Value> {
+        let list = sb
+            .ok(&["ca", "audit", "list", "--dir", "ca", "--json"])
+            .json();
+        list.as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["action"] == "policy_change")
+            .cloned()
+            .collect()
+    };
+    let first = policy_changes();
+    assert_eq!(first.len(), 1, "{first:?}");
+    assert_eq!(first[0]["actor"], "gateway:spiffe://example.org/gateway");
+    assert_eq!(first[0]["detail"]["rules"], serde_json::json!(["web"]));
+    let changed = std::fs::read_to_string(sb.path("gw.toml"))
+        .unwrap()
+        .replace("[telemetry]", "[[policy.rule]]\nname = \"no-admin\"\neffect = \"deny\"\npaths = [\"/admin/**\"]\n\n[telemetry]");
+    std::fs::write(sb.path("gw.toml"), changed).unwrap();
+    let started = Instant::now();
+    while policy_changes().len() < 2 {
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "the policy change was never audited"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let second = &policy_changes()[1];
+    assert_eq!(
+        second["detail"]["rules"],
+        serde_json::json!(["web", "no-admin"])
+    );
+    assert_eq!(
+        second["detail"]["previous"],
+        first[0]["detail"]["policy_sha256"]
+    );
+    sb.ok(&["ca", "audit", "verify", "--dir", "ca"]);
+
     // The control plane goes away: traffic still flows, reports are dropped.
     drop(serve);
     assert_eq!(get(Some("web")), "200");

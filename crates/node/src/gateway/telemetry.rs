@@ -95,9 +95,15 @@ pub async fn report_loop(
     loop {
         tokio::time::sleep(interval).await;
         let counts = t.take();
+        // The policy in force, so the control plane can audit changes.
+        let policy = live.borrow().policy.clone();
+        let policy_hash = symbolon_pki::sha256_hex(format!("{policy:?}").as_bytes());
+        let rules: Vec<&str> = policy.rule_names().collect();
         let body = serde_json::json!({
             "service": service,
             "trust": trust,
+            "policy": policy_hash,
+            "rules": rules,
             "counts": counts.iter().map(|((client, kind, reason), n)| serde_json::json!({"client": client, "kind": kind, "reason": reason, "count": n})).collect::<Vec<_>>(),
         });
         let cert = live.borrow().tls.certified_key().clone();
