@@ -266,9 +266,10 @@ impl Store {
         audit: Audit<'_>,
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await.map_err(self.db())?;
-        insert_cert(&mut tx, self.backend, rec)
-            .await
-            .map_err(|e| self.insert_err(e, rec))?;
+        if let Err(e) = insert_cert(&mut tx, self.backend, rec).await {
+            tx.rollback().await.map_err(self.db())?;
+            return Err(self.insert_err(e, rec));
+        }
         crate::audit::append(
             &mut tx,
             self.backend,
@@ -368,11 +369,13 @@ impl Store {
         .await
         .map_err(self.db())?;
         let Some(row) = row else {
+            tx.rollback().await.map_err(self.db())?;
             return Ok(RevokeOutcome::NotFound);
         };
         let existing: Option<i64> = row.try_get("revoked_at").map_err(self.db())?;
         if let Some(t) = existing {
             let reason: String = row.try_get("revocation_reason").map_err(self.db())?;
+            tx.rollback().await.map_err(self.db())?;
             return Ok(RevokeOutcome::AlreadyRevoked {
                 at: from_ts(t, &self.location)?,
                 reason,
@@ -461,7 +464,10 @@ impl Store {
         let number = last as u64 + 1;
         let der = match sign(number, &revoked) {
             Ok(der) => der,
-            Err(e) => return Ok(Err(e)),
+            Err(e) => {
+                tx.rollback().await.map_err(self.db())?;
+                return Ok(Err(e));
+            }
         };
         sqlx::query(
             &self.sql(
@@ -525,16 +531,19 @@ impl Store {
             .await
             .map_err(self.db())?;
         let Some(row) = row else {
+            tx.rollback().await.map_err(self.db())?;
             return Ok(Redeemed::UnknownToken);
         };
         let used: Option<i64> = row.try_get("used_at").map_err(self.db())?;
         if let Some(at) = used {
+            tx.rollback().await.map_err(self.db())?;
             return Ok(Redeemed::AlreadyUsed {
                 at: from_ts(at, &self.location)?,
             });
         }
         let expires: i64 = row.try_get("expires_at").map_err(self.db())?;
         if ts(now) >= expires {
+            tx.rollback().await.map_err(self.db())?;
             return Ok(Redeemed::Expired {
                 at: from_ts(expires, &self.location)?,
             });
@@ -551,11 +560,15 @@ impl Store {
         .await
         .map_err(self.db())?;
         if updated.rows_affected() != 1 {
+            tx.rollback().await.map_err(self.db())?;
             return Ok(Redeemed::AlreadyUsed { at: now });
         }
-        insert_cert(&mut tx, self.backend, cert)
-            .await
-            .map_err(|e| self.insert_err(e, cert))?;
+        if let Err(e) = insert_cert(&mut tx, self.backend, cert).await {
+            // Roll back now: a transaction merely dropped keeps its write
+            // lock until its connection is next used.
+            tx.rollback().await.map_err(self.db())?;
+            return Err(self.insert_err(e, cert));
+        }
         let detail = format!(
             "{{\"token\":{},\"certificate\":{}}}",
             json_str(id),

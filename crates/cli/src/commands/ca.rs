@@ -730,19 +730,57 @@ pub async fn list(args: ListArgs) -> CmdResult {
 
 // === ca audit ===
 
+/// Where the audit trail is: a CA directory's store, or a database URL
+/// (no CA keys are needed to check or read it).
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("store").required(true).multiple(true).args(["dir", "database"])))]
+pub struct StoreArg {
+    /// CA directory whose store to read.
+    #[arg(long, env = "SYMBOLON_CA_DIR", value_name = "DIR")]
+    dir: Option<PathBuf>,
+    /// `sqlite:PATH` or `postgres://…`.
+    #[arg(
+        long,
+        env = "SYMBOLON_DATABASE",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    database: Option<String>,
+}
+
+impl StoreArg {
+    async fn open(&self) -> anyhow::Result<Store> {
+        Ok(match (&self.database, &self.dir) {
+            (Some(url), _)
+                if url.starts_with("postgres://") || url.starts_with("postgresql://") =>
+            {
+                Store::open_postgres(url).await?
+            }
+            (Some(url), _) => match url.strip_prefix("sqlite:") {
+                Some(path) => Store::open(Path::new(path)).await?,
+                None => {
+                    bail!("--database {url:?}: use sqlite:PATH or postgres://user@host:5432/db")
+                }
+            },
+            (None, Some(dir)) => Store::open(&dir.join(ca_dir::STORE)).await?,
+            (None, None) => bail!("give --dir DIR or --database URL"),
+        })
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct AuditVerifyArgs {
     #[command(flatten)]
-    dir: DirArg,
+    store: StoreArg,
     #[arg(long)]
     json: bool,
 }
 
 /// Verifies the audit chain; exit 0 intact, 1 broken (naming the record).
 pub async fn audit_verify(args: AuditVerifyArgs) -> CmdResult {
-    let ca = Ca::open(&args.dir).await?;
-    let result = ca.auth.store.verify_audit().await;
-    ca.auth.store.close().await;
+    let store = args.store.open().await?;
+    let result = store.verify_audit().await;
+    store.close().await;
     match result? {
         Ok((n, head)) => {
             if args.json {
@@ -768,7 +806,7 @@ pub async fn audit_verify(args: AuditVerifyArgs) -> CmdResult {
 #[derive(Debug, Args)]
 pub struct AuditListArgs {
     #[command(flatten)]
-    dir: DirArg,
+    store: StoreArg,
     /// Only records from this time on: RFC 3339, or a duration back from now (e.g. 24h).
     #[arg(long, value_name = "WHEN")]
     since: Option<String>,
@@ -792,9 +830,9 @@ pub async fn audit_list(args: AuditListArgs) -> CmdResult {
             },
         ),
     };
-    let ca = Ca::open(&args.dir).await?;
-    let records = ca.auth.store.audit_records(since).await;
-    ca.auth.store.close().await;
+    let store = args.store.open().await?;
+    let records = store.audit_records(since).await;
+    store.close().await;
     let records = records?;
     if args.json {
         let items: Vec<serde_json::Value> = records

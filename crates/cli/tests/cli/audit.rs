@@ -81,6 +81,14 @@ fn issuance_tokens_and_revocation_are_audited_and_tampering_is_named() {
         .stdout;
     assert!(human.contains("token_create"), "{human}");
 
+    // The store alone is enough (no CA keys needed).
+    sb.ok(&[
+        "ca",
+        "audit",
+        "verify",
+        "--database",
+        "sqlite:ca/symbolon.db",
+    ]);
     let ok = sb.ok(&["ca", "audit", "verify", "--dir", "ca"]);
     assert!(
         ok.stdout.starts_with("audit chain intact: 3 record(s)"),

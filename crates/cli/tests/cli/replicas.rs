@@ -332,6 +332,27 @@ fn two_replicas_share_serials_tokens_and_revocations() {
             .unwrap()
             >= number
     );
+    // Both replicas appended to one audit chain, which verifies from the
+    // database alone.
+    let audit = sb
+        .ok(&["ca", "audit", "list", "--database", &url, "--json"])
+        .json();
+    let enrolls = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["action"] == "enroll")
+        .count();
+    let renews = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["action"] == "renew")
+        .count();
+    assert_eq!((enrolls, renews), (8, 7));
+    let v = sb.ok(&["ca", "audit", "verify", "--database", &url]);
+    assert!(v.stdout.starts_with("audit chain intact"), "{}", v.stdout);
+
     // Renewal of the revoked certificate through replica B is refused.
     let r = sb.run(&[
         "agent",
