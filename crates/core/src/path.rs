@@ -6,6 +6,9 @@
 #[error("malformed request path: {0}")]
 pub struct PathError(pub &'static str);
 
+/// Real paths are far shorter; the cap bounds policy matching work.
+const MAX_SEGMENTS: usize = 1024;
+
 fn is_unreserved(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
 }
@@ -52,6 +55,9 @@ pub fn normalize_path(raw: &str) -> Result<String, PathError> {
     let trailing = decoded.ends_with('/') && decoded.len() > 1;
     let mut out: Vec<&str> = Vec::new();
     let segments: Vec<&str> = decoded.split('/').filter(|s| !s.is_empty()).collect();
+    if segments.len() > MAX_SEGMENTS {
+        return Err(PathError("more than 1024 path segments"));
+    }
     let last_is_dot = matches!(segments.last(), Some(&".") | Some(&".."));
     for seg in segments {
         match seg {
@@ -106,15 +112,26 @@ impl SegmentGlob {
     }
 }
 
+/// Dynamic programming over (pattern position, segment position): linear
+/// in pattern length × path length, so no path can make a `**` pattern
+/// backtrack exponentially (a request is attacker-controlled input).
 fn glob(pat: &[String], segs: &[&str]) -> bool {
-    match pat.split_first() {
-        None => segs.is_empty(),
-        Some((p, rest)) if p == "**" => (0..=segs.len()).any(|k| glob(rest, &segs[k..])),
-        Some((p, rest)) => match segs.split_first() {
-            Some((s, srest)) => (p == "*" || p == s) && glob(rest, srest),
-            None => false,
-        },
+    let (p, s) = (pat.len(), segs.len());
+    // next[j]: does pat[i+1..] match segs[j..]?
+    let mut next = vec![false; s + 1];
+    next[s] = true;
+    for i in (0..p).rev() {
+        let mut cur = vec![false; s + 1];
+        for j in (0..=s).rev() {
+            cur[j] = if pat[i] == "**" {
+                next[j] || (j < s && cur[j + 1])
+            } else {
+                j < s && (pat[i] == "*" || pat[i] == segs[j]) && next[j + 1]
+            };
+        }
+        next = cur;
     }
+    next[0]
 }
 
 #[cfg(test)]
@@ -169,6 +186,14 @@ mod tests {
         assert!(exact.matches("spiffe://td", "/ns/prod/sa/web"));
         assert!(!exact.matches("spiffe://other", "/ns/prod/sa/web"));
         assert!(!exact.matches("spiffe://td", "/ns/prod/sa/webx"));
+        // A hostile path against a pattern with several `**` stays cheap.
+        let nasty = SegmentGlob::new("", "/**/a/**/a/**/x");
+        let long = format!("/{}", vec!["a"; 1000].join("/"));
+        let started = std::time::Instant::now();
+        assert!(!nasty.matches("", &long));
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+        assert!(nasty.matches("", "/q/a/b/a/x"));
+        assert!(normalize_path(&format!("/{}", vec!["a"; 2000].join("/"))).is_err());
         let dir = SegmentGlob::new("", "/admin/");
         assert!(dir.matches("", "/admin/") && !dir.matches("", "/admin"));
     }

@@ -213,7 +213,7 @@ fn load(crl_path: &Path, anchor_path: &Path) -> Res<()> {
     let (rss_base, _) = memory();
 
     let t = Instant::now();
-    let (number, current, entries) = read_crl(&der, &anchors)?;
+    let (_issuer, number, current, entries) = read_crl(&der, &anchors)?;
     let read = t.elapsed();
     let (rss_read, _) = memory();
     let count = entries.len();

@@ -417,8 +417,11 @@ pub fn read_ocsp_response(
         cid.any();
         let serial = Serial::from_be_bytes(cid.expect(der::INTEGER).ok_or_else(|| bad("serial"))?);
         let (status_tag, status_body) = one.any().ok_or_else(|| bad("certStatus"))?;
-        one.expect(GENERALIZED_TIME)
-            .ok_or_else(|| bad("thisUpdate"))?;
+        let this_update = Some(
+            one.expect(GENERALIZED_TIME)
+                .and_then(parse_generalized)
+                .ok_or_else(|| bad("thisUpdate"))?,
+        );
         let next = match one.any() {
             Some((0xa0, v)) => Reader::new(v)
                 .expect(GENERALIZED_TIME)
@@ -452,7 +455,16 @@ pub fn read_ocsp_response(
             }
             _ => OcspStatus::Unknown,
         };
-        return Ok((status, next.ok_or_else(|| bad("no nextUpdate"))?));
+        let next = next.ok_or_else(|| bad("no nextUpdate"))?;
+        // A stale or future-dated answer says nothing about now.
+        let now = OffsetDateTime::now_utc();
+        if next <= now {
+            return Err(bad("its nextUpdate has passed"));
+        }
+        if this_update.is_some_and(|t| t > now + time::Duration::minutes(5)) {
+            return Err(bad("its thisUpdate is in the future"));
+        }
+        return Ok((status, next));
     }
     Err(bad("no answer for this certificate"))
 }

@@ -362,7 +362,9 @@ async fn enroll_inner(
     let spec = LeafSpec {
         profile: Profile::default_for(&csr.identities),
         identities: csr.identities.clone(),
-        common_name: csr.common_name.clone().filter(|cn| cn.len() <= 64),
+        // Never the requester's CN: policies and upstreams may match on it,
+        // and only the token (or the held certificate) says who this is.
+        common_name: None,
         lifetime: state.auth.default_leaf,
     };
     spec.validate()
@@ -498,7 +500,9 @@ async fn renew_inner(
     let spec = LeafSpec {
         profile: current.profile.parse().unwrap_or(Profile::Peer),
         identities: csr.identities.clone(),
-        common_name: csr.common_name.clone().filter(|cn| cn.len() <= 64),
+        // Never the requester's CN: policies and upstreams may match on it,
+        // and only the token (or the held certificate) says who this is.
+        common_name: None,
         lifetime,
     };
     let cert = state.auth.sign(&csr.spki_der, &spec)?;

@@ -46,6 +46,11 @@ impl ServerCertVerifier for IdentityVerifier {
             (None, Some(d)) => Some(ExpectedName::Dns(d.clone())),
             _ => None,
         };
+        // When both a SPIFFE ID and a DNS name are configured, both must match.
+        let also_dns = match (&self.identity.spiffe_id, &self.identity.dns) {
+            (Some(_), Some(d)) => Some(d.clone()),
+            _ => None,
+        };
         let opts = VerifyOptions {
             trust: &self.trust.certs,
             intermediates,
@@ -59,6 +64,21 @@ impl ServerCertVerifier for IdentityVerifier {
             tracing::warn!(reason = %e.reason, "upstream certificate refused: {}", e.message);
             rustls::Error::InvalidCertificate(crate::certificate_error(e.reason))
         })?;
+        if let Some(d) = also_dns
+            && !verified
+                .peer
+                .dns
+                .iter()
+                .any(|n| symbolon_core::dns_name_matches(n, &d))
+        {
+            tracing::warn!(
+                reason = "name_mismatch",
+                "upstream certificate does not name DNS {d}"
+            );
+            return Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::NotValidForName,
+            ));
+        }
         if let Some(pin) = &self.identity.spki_sha256
             && verified.peer.spki_sha256 != pin.trim_start_matches("sha256//")
         {

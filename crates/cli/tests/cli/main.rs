@@ -19,6 +19,7 @@ mod issue;
 mod lint;
 mod ocsp;
 mod quickstart;
+mod regressions;
 mod replicas;
 mod revocation;
 mod revoke;

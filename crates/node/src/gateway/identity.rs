@@ -16,13 +16,22 @@ pub fn xfcc(by: Option<&str>, peer: &PeerCert) -> String {
     }
     parts.push(format!("Hash={}", peer.sha256));
     parts.push(format!("Subject={}", quote(&peer.subject)));
+    // Values with XFCC's separators are quoted, so a SAN from some other CA
+    // in the bundle cannot add elements or keys to the header.
+    let value = |v: &str| {
+        if v.contains([';', ',', '=', '"', '\\']) {
+            quote(v)
+        } else {
+            v.to_string()
+        }
+    };
     if let Some(id) = &peer.spiffe_id {
-        parts.push(format!("URI={id}"));
+        parts.push(format!("URI={}", value(id)));
     } else if let Some(uri) = peer.uris.first() {
-        parts.push(format!("URI={uri}"));
+        parts.push(format!("URI={}", value(uri)));
     }
     for d in &peer.dns {
-        parts.push(format!("DNS={d}"));
+        parts.push(format!("DNS={}", value(d)));
     }
     parts.join(";")
 }
@@ -135,6 +144,19 @@ mod tests {
                 "ab".repeat(32)
             )
         );
+    }
+
+    #[test]
+    fn xfcc_quotes_values_that_could_forge_elements() {
+        let mut odd = peer();
+        odd.spiffe_id = Some("spiffe://example.org/a;DNS=admin,By=x".into());
+        odd.dns = vec!["ok.example.org".into()];
+        let x = xfcc(None, &odd);
+        assert!(
+            x.contains("URI=\"spiffe://example.org/a;DNS=admin,By=x\""),
+            "{x}"
+        );
+        assert!(x.ends_with(";DNS=ok.example.org"), "{x}");
     }
 
     #[test]

@@ -46,14 +46,15 @@ pub type RevokedEntry = (String, String, String, String);
 type Registry = HashMap<String, Vec<(u64, Arc<Notify>)>>;
 
 /// A verified CRL: its number, whether it is current, its entries.
-pub type CrlContents = (u64, bool, Vec<RevokedEntry>);
+pub type CrlContents = (String, u64, bool, Vec<RevokedEntry>);
 
 #[derive(Debug, Default)]
 struct Inner {
     /// `issuer \\n serial` → (reason, revoked_at).
     revoked: HashMap<String, (String, String)>,
     feed_number: u64,
-    crl_number: u64,
+    /// Highest CRL number seen per CRL issuer (each CA numbers its own).
+    crl_numbers: HashMap<String, u64>,
     /// When a source last confirmed the data is current.
     fresh_at: Option<Instant>,
     last_warning: Option<Instant>,
@@ -246,6 +247,7 @@ impl Revocation {
     /// Applies a verified CRL numbered `number`.
     pub fn apply_crl(
         &self,
+        issuer: &str,
         number: u64,
         current: bool,
         entries: Vec<RevokedEntry>,
@@ -254,19 +256,19 @@ impl Revocation {
             let Ok(mut inner) = self.inner.write() else {
                 return Err("state lock poisoned".into());
             };
-            if number < inner.crl_number {
+            let seen = inner.crl_numbers.get(issuer).copied().unwrap_or(0);
+            if number < seen {
                 self.metrics.inc(
                     "symbolon_gateway_revocation_rollbacks_total",
                     &[("source", "crl")],
                 );
                 let msg = format!(
-                    "CRL number {number} is lower than {} already seen (restored database?); refused, keeping the newer state",
-                    inner.crl_number
+                    "CRL number {number} from {issuer} is lower than {seen} already seen (restored database?); refused, keeping the newer state"
                 );
                 tracing::error!("ALERT: {msg}");
                 return Err(msg);
             }
-            inner.crl_number = number;
+            inner.crl_numbers.insert(issuer.to_string(), number);
             if current {
                 inner.fresh_at = Some(Instant::now());
             }
@@ -613,13 +615,14 @@ pub fn read_crl(
             )
         })
         .collect();
-    Ok((number, current, entries))
+    Ok((issuer, number, current, entries))
 }
 
 async fn poll_crls(rev: Arc<Revocation>, sources: Sources, anchor: CaAnchor) {
     // Per source: the digest of the last CRL applied and its nextUpdate. An
     // unchanged CRL is not parsed and merged again, only reconfirmed.
-    let mut last: Vec<Option<(String, u64, time::OffsetDateTime)>> = vec![None; sources.crls.len()];
+    let mut last: Vec<Option<(String, String, u64, time::OffsetDateTime)>> =
+        vec![None; sources.crls.len()];
     loop {
         for (i, src) in sources.crls.iter().enumerate() {
             let bytes = match src {
@@ -643,18 +646,18 @@ async fn poll_crls(rev: Arc<Revocation>, sources: Sources, anchor: CaAnchor) {
             let applied = der.and_then(|d| {
                 let digest = symbolon_pki::sha256_hex(&d);
                 let now = time::OffsetDateTime::now_utc();
-                if let Some((seen, number, next)) = &last[i]
+                if let Some((seen, issuer, number, next)) = &last[i]
                     && *seen == digest
                 {
-                    return rev.apply_crl(*number, *next > now, Vec::new());
+                    return rev.apply_crl(issuer, *number, *next > now, Vec::new());
                 }
-                let (number, current, entries) = read_crl(&d, &sources.anchors)?;
-                rev.apply_crl(number, current, entries)?;
+                let (issuer, number, current, entries) = read_crl(&d, &sources.anchors)?;
+                rev.apply_crl(&issuer, number, current, entries)?;
                 let next = x509_parser::parse_x509_crl(&d)
                     .ok()
                     .and_then(|(_, c)| c.next_update().map(|t| t.to_datetime()))
                     .unwrap_or(now);
-                last[i] = Some((digest, number, next));
+                last[i] = Some((digest, issuer, number, next));
                 Ok(())
             });
             if let Err(e) = applied {

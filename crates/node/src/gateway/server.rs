@@ -293,7 +293,17 @@ async fn handle(tcp: TcpStream, remote: SocketAddr, shared: &Arc<Shared>) {
         deadline = Some(deadline.map_or(cert_end, |d| d.min(cert_end)));
     }
     let revoked = match (&shared.revocation, &peer) {
-        (Some(r), Some(p)) => Some(r.register(p)),
+        (Some(r), Some(p)) => {
+            // Register, then check again: a revocation that arrived while
+            // the handshake was in flight (after the verifier ran, before
+            // registration) would otherwise never close this connection.
+            let guard = r.register(p);
+            if let Err((reason, message)) = symbolon_tls::RevocationCheck::check(r.as_ref(), p) {
+                refuse(shared, remote, reason, &message, None);
+                return;
+            }
+            Some(guard)
+        }
         _ => None,
     };
     let ctx = ConnContext {
