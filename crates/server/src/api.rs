@@ -727,8 +727,8 @@ async fn openapi() -> Json<serde_json::Value> {
 }
 
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {
-    if let Ok(Some(crl)) = state.auth.store.latest_crl().await {
-        let age = (OffsetDateTime::now_utc() - crl.this_update).as_seconds_f64();
+    if let Ok(Some((_, this_update, _))) = state.auth.store.latest_crl_info().await {
+        let age = (OffsetDateTime::now_utc() - this_update).as_seconds_f64();
         state
             .metrics
             .gauge_set("symbolon_ca_crl_age_seconds", &[], age);

@@ -98,23 +98,41 @@ pub fn note_crl(metrics: &Metrics, crl: &CrlRecord) {
     metrics.gauge_set("symbolon_ca_crl_number", &[], crl.number as f64);
 }
 
-/// The latest CRL, regenerated when none exists or two thirds of its
+/// Publishes a new CRL when none exists or two thirds of the latest one's
 /// validity have passed (so relying parties never hold an expired one).
-pub async fn fresh_crl(state: &AppState) -> Result<CrlRecord, ApiError> {
+/// Reads only the CRL's dates, not its (possibly large) DER.
+pub async fn ensure_fresh_crl(state: &AppState) -> Result<Option<CrlRecord>, ApiError> {
     let now = OffsetDateTime::now_utc();
-    let latest = state
+    let info = state
+        .auth
+        .store
+        .latest_crl_info()
+        .await
+        .map_err(IssueError::from)?;
+    match info {
+        Some((_, this, next)) if now < this + (next - this) * 2 / 3 => Ok(None),
+        _ => {
+            let c = state.auth.publish_crl(None).await?;
+            note_crl(&state.metrics, &c);
+            Ok(Some(c))
+        }
+    }
+}
+
+/// The latest CRL, fresh (see [`ensure_fresh_crl`]).
+pub async fn fresh_crl(state: &AppState) -> Result<CrlRecord, ApiError> {
+    if let Some(c) = ensure_fresh_crl(state).await? {
+        return Ok(c);
+    }
+    match state
         .auth
         .store
         .latest_crl()
         .await
-        .map_err(IssueError::from)?;
-    match latest {
-        Some(c) if now < c.this_update + (c.next_update - c.this_update) * 2 / 3 => Ok(c),
-        _ => {
-            let c = state.auth.publish_crl(None).await?;
-            note_crl(&state.metrics, &c);
-            Ok(c)
-        }
+        .map_err(IssueError::from)?
+    {
+        Some(c) => Ok(c),
+        None => Ok(state.auth.publish_crl(None).await?),
     }
 }
 
@@ -225,7 +243,7 @@ pub async fn run(auth: Authority, opts: ServeOptions) -> Result<(), String> {
     tokio::spawn(async move {
         loop {
             tokio::time::sleep(Duration::from_secs(30)).await;
-            if let Err(e) = fresh_crl(&crl_state).await {
+            if let Err(e) = ensure_fresh_crl(&crl_state).await {
                 tracing::error!(reason = e.reason, "CRL refresh failed: {}", e.message);
             }
         }

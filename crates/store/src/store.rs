@@ -631,6 +631,29 @@ impl Store {
         Ok(crate::audit::verify(&records, head).map(|()| (records.len(), last)))
     }
 
+    /// The latest CRL's number, thisUpdate and nextUpdate, without its DER
+    /// (which is megabytes for large CRLs): for pollers and freshness checks.
+    pub async fn latest_crl_info(
+        &self,
+    ) -> Result<Option<(u64, OffsetDateTime, OffsetDateTime)>, StoreError> {
+        let row =
+            sqlx::query(&self.sql(
+                "SELECT number, this_update, next_update FROM crls ORDER BY number DESC LIMIT 1",
+            ))
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(self.db())?;
+        row.map(|r| {
+            let n: i64 = r.try_get("number").map_err(self.db())?;
+            Ok((
+                n as u64,
+                from_ts(r.try_get("this_update").map_err(self.db())?, &self.location)?,
+                from_ts(r.try_get("next_update").map_err(self.db())?, &self.location)?,
+            ))
+        })
+        .transpose()
+    }
+
     pub async fn latest_crl(&self) -> Result<Option<CrlRecord>, StoreError> {
         let row = sqlx::query(&self.sql(
             "SELECT number, this_update, next_update, der FROM crls ORDER BY number DESC LIMIT 1",
@@ -775,6 +798,10 @@ mod tests {
                 .is_err()
         );
         assert_eq!(store.latest_crl().await.unwrap().unwrap().number, 2);
+        assert_eq!(
+            store.latest_crl_info().await.unwrap().unwrap(),
+            (2, now, next)
+        );
         store.close().await;
 
         let reopened = Store::open(&path).await.unwrap();
