@@ -248,6 +248,17 @@ impl Store {
     }
 
     pub async fn close(&self) {
+        // A connection released by the last query goes back to the pool in a
+        // spawned task; sqlx's close can finish before that task parks it as
+        // idle, and the connection then stays open until the process exits,
+        // leaving SQLite's -wal/-shm files behind. Let those returns land
+        // first (bounded: a connection really in use is not waited for).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        while self.pool.num_idle() < self.pool.size() as usize
+            && std::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
         self.pool.close().await;
     }
 
@@ -699,6 +710,26 @@ mod tests {
             issued_at: not_after - time::Duration::days(1),
             revoked_at: None,
             revocation_reason: None,
+        }
+    }
+
+    /// A closed SQLite store leaves no -wal/-shm files: a command that was
+    /// refused must leave its directory as it found it.
+    #[tokio::test]
+    async fn closing_removes_sqlites_sidecar_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        Store::create(&path).await.unwrap().close().await;
+        for round in 0..50 {
+            let store = Store::open(&path).await.unwrap();
+            store.latest_crl_info().await.unwrap();
+            store.close().await;
+            for sidecar in ["s.db-wal", "s.db-shm"] {
+                assert!(
+                    !dir.path().join(sidecar).exists(),
+                    "round {round}: {sidecar} left behind after close"
+                );
+            }
         }
     }
 
