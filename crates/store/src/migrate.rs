@@ -49,7 +49,13 @@ pub(crate) async fn run(
         Backend::Sqlite => SQLITE,
         Backend::Postgres => POSTGRES,
     };
-    let mut tx = pool.begin().await.map_err(db)?;
+    // IMMEDIATE on SQLite: two processes opening a new store at once queue
+    // for the write lock instead of one failing at its first write.
+    let mut tx = match backend {
+        Backend::Sqlite => pool.begin_with("BEGIN IMMEDIATE").await,
+        Backend::Postgres => pool.begin().await,
+    }
+    .map_err(db)?;
     if backend == Backend::Postgres {
         sqlx::query("SELECT 1 AS locked FROM (SELECT pg_advisory_xact_lock(727000)) AS l")
             .fetch_one(&mut *tx)

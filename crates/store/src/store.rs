@@ -262,6 +262,22 @@ impl Store {
         self.pool.close().await;
     }
 
+    /// A transaction that will write. On SQLite it takes the write lock at
+    /// BEGIN (IMMEDIATE): a deferred transaction that reads first and then
+    /// writes fails at once with "database is locked" when another writer
+    /// committed in between, without waiting out busy_timeout, so concurrent
+    /// enrollments would be refused. Taking the lock up front makes writers
+    /// queue instead.
+    pub(crate) async fn begin_write(
+        &self,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Any>, StoreError> {
+        let tx = match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.pool.begin().await,
+        };
+        tx.map_err(self.db())
+    }
+
     fn db(&self) -> impl Fn(sqlx::Error) -> StoreError + '_ {
         |source| StoreError::Database {
             location: self.location.clone(),
@@ -276,7 +292,7 @@ impl Store {
         rec: &CertificateRecord,
         audit: Audit<'_>,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await.map_err(self.db())?;
+        let mut tx = self.begin_write().await?;
         if let Err(e) = insert_cert(&mut tx, self.backend, rec).await {
             tx.rollback().await.map_err(self.db())?;
             return Err(self.insert_err(e, rec));
@@ -371,7 +387,7 @@ impl Store {
         at: OffsetDateTime,
         audit: Audit<'_>,
     ) -> Result<RevokeOutcome, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(self.db())?;
+        let mut tx = self.begin_write().await?;
         let row = sqlx::query(
             &self.sql("SELECT revoked_at, revocation_reason FROM certificates WHERE serial = ?"),
         )
@@ -457,7 +473,7 @@ impl Store {
         next_update: OffsetDateTime,
         sign: impl FnOnce(u64, &[RevokedRecord]) -> Result<Vec<u8>, E>,
     ) -> Result<Result<CrlRecord, E>, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(self.db())?;
+        let mut tx = self.begin_write().await?;
         if self.backend == Backend::Postgres {
             // Replicas take turns: the number and the entries are read and
             // the new CRL written under one lock, so numbers never repeat
@@ -503,7 +519,7 @@ impl Store {
 
     /// Records a newly created enrollment token.
     pub async fn record_token(&self, t: &TokenRecord, audit: Audit<'_>) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await.map_err(self.db())?;
+        let mut tx = self.begin_write().await?;
         sqlx::query(&self.sql(
             "INSERT INTO tokens (id, identities, created_at, expires_at) VALUES (?, ?, ?, ?)",
         ))
@@ -535,7 +551,7 @@ impl Store {
         cert: &CertificateRecord,
         audit: Audit<'_>,
     ) -> Result<Redeemed, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(self.db())?;
+        let mut tx = self.begin_write().await?;
         let row = sqlx::query(&self.sql("SELECT expires_at, used_at FROM tokens WHERE id = ?"))
             .bind(id)
             .fetch_optional(&mut *tx)
@@ -848,6 +864,55 @@ mod tests {
             Store::open(&dir.path().join("none.db")).await,
             Err(StoreError::Missing { .. })
         ));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_redemptions_and_revocations_on_sqlite_all_succeed() {
+        // Each redemption reads its token before writing. In a deferred
+        // SQLite transaction that read-then-write fails at once with
+        // "database is locked" when another writer commits in between; with
+        // the write lock taken at BEGIN, writers queue instead.
+        let dir = tempfile::tempdir().unwrap();
+        let store = std::sync::Arc::new(Store::create(&dir.path().join("s.db")).await.unwrap());
+        let now = OffsetDateTime::now_utc();
+        let n = 64;
+        for i in 0..n {
+            let t = TokenRecord {
+                id: format!("t{i}"),
+                identities: vec!["spiffe://example.org/dev".into()],
+                created_at: now,
+                expires_at: now + time::Duration::minutes(15),
+                used_at: None,
+                used_by_serial: None,
+            };
+            store.record_token(&t, A).await.unwrap();
+        }
+        let mut tasks = Vec::new();
+        for i in 0..n {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                let serial = format!("c{i}");
+                let r = store
+                    .redeem_token(
+                        &format!("t{i}"),
+                        now,
+                        &record(&serial, now + time::Duration::days(1)),
+                        A,
+                    )
+                    .await;
+                // Revocations read the row before writing too.
+                let v = store.revoke(&serial, "keyCompromise", now, A).await;
+                (r, v.map(|_| ()))
+            }));
+        }
+        for t in tasks {
+            let (r, v) = t.await.unwrap();
+            assert_eq!(r.unwrap(), Redeemed::Recorded);
+            v.unwrap();
+        }
+        assert_eq!(store.revoked(now).await.unwrap().len(), n);
+        assert!(store.verify_audit().await.unwrap().is_ok());
+        store.close().await;
     }
 
     #[tokio::test]

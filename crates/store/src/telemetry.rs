@@ -106,7 +106,7 @@ impl Store {
         now: OffsetDateTime,
     ) -> Result<(), StoreError> {
         let bucket = now.unix_timestamp() - now.unix_timestamp().rem_euclid(60);
-        let mut tx = self.pool().begin().await.map_err(self.db_err())?;
+        let mut tx = self.begin_write().await?;
         let upsert = self.sql(
             "INSERT INTO telemetry (bucket, gateway, service, client, kind, reason, count) VALUES (?, ?, ?, ?, ?, ?, ?)
              ON CONFLICT (bucket, gateway, service, client, kind, reason) DO UPDATE SET count = telemetry.count + excluded.count",

@@ -20,6 +20,9 @@ use crate::{TlsError, TrustBundle};
 pub struct ServerIdentity {
     pub spiffe_id: Option<String>,
     pub dns: Option<String>,
+    /// An IP address SAN, checked when neither a SPIFFE ID nor a DNS name
+    /// is given (a server reached by address, e.g. `symbolon bench`).
+    pub ip: Option<std::net::IpAddr>,
     /// base64 SHA-256 of the server's SubjectPublicKeyInfo.
     pub spki_sha256: Option<String>,
 }
@@ -44,7 +47,7 @@ impl ServerCertVerifier for IdentityVerifier {
         let name = match (&self.identity.spiffe_id, &self.identity.dns) {
             (Some(id), _) => Some(ExpectedName::Uri(id.clone())),
             (None, Some(d)) => Some(ExpectedName::Dns(d.clone())),
-            _ => None,
+            (None, None) => self.identity.ip.map(ExpectedName::Ip),
         };
         // When both a SPIFFE ID and a DNS name are configured, both must match.
         let also_dns = match (&self.identity.spiffe_id, &self.identity.dns) {

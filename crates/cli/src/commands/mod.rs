@@ -1,5 +1,6 @@
 //! Command-line definitions (clap) and dispatch.
 
+mod bench;
 mod ca;
 mod cert;
 mod docs;
@@ -40,6 +41,9 @@ enum Command {
     /// Ask a gateway's policy what it decides for a certificate.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Measure: mTLS handshakes, HTTP latency through a gateway, certificate issuance.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
     /// Print shell completions (bash, zsh, fish, elvish, powershell).
     Completions(docs::CompletionsArgs),
     /// Print or write man pages.
@@ -131,6 +135,7 @@ pub async fn run(cli: Cli) -> CmdResult {
         Command::Gateway(a) => gateway::run(a).await,
         Command::Enroll(a) => serve::enroll(a).await,
         Command::Quickstart(a) => quickstart::run(a).await,
+        Command::Bench(c) => bench::run(c).await,
         Command::Completions(a) => docs::completions(a),
         Command::Man(a) => docs::man(a),
         Command::Reference => docs::reference(),

@@ -323,3 +323,58 @@ protocol = "{protocol}"
 "#
     )
 }
+
+/// `symbolon ca serve --dir DIR` on a free port, killed on drop, with its
+/// output in a log file. Ready once the port accepts: the listener is bound
+/// only after the CA has issued its own HTTPS certificate.
+pub struct CaServe {
+    pub child: Child,
+    pub port: u16,
+    pub log: PathBuf,
+}
+
+impl CaServe {
+    pub fn start(sb: &Sandbox, dir: &str) -> CaServe {
+        let port = free_port();
+        let log = sb.path(&format!("serve-{dir}.log"));
+        let child = Command::new(env!("CARGO_BIN_EXE_symbolon"))
+            .args(["ca", "serve", "--dir", dir, "--listen"])
+            .arg(format!("127.0.0.1:{port}"))
+            .current_dir(sb.dir.path())
+            .env_remove("SYMBOLON_CA_DIR")
+            .env_remove("SYMBOLON_ROOT_PASSPHRASE")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let mut s = CaServe { child, port, log };
+        let started = Instant::now();
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Some(status) = s.child.try_wait().unwrap() {
+                panic!("ca serve exited ({status}):\n{}", s.log_text());
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "ca serve did not start:\n{}",
+                s.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        s
+    }
+
+    pub fn url(&self) -> String {
+        format!("https://localhost:{}", self.port)
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for CaServe {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

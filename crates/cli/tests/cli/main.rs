@@ -7,6 +7,7 @@ mod support;
 
 mod audit;
 mod bad_input;
+mod bench;
 mod browser;
 mod control_plane;
 mod dashboard;

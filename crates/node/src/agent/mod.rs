@@ -52,7 +52,7 @@ pub enum AgentError {
 }
 
 /// A CSR for `identities` signed by `key`.
-fn csr_pem(identities: &[Identity], key: &KeyPair) -> Result<String, AgentError> {
+pub fn csr_pem(identities: &[Identity], key: &KeyPair) -> Result<String, AgentError> {
     let mut p = CertificateParams::default();
     // No subject: the identity is in the SANs (rcgen's default CN is a
     // placeholder that would end up in the certificate).

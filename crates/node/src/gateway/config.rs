@@ -306,6 +306,7 @@ pub fn load(file: &Path) -> Result<Loaded, ConfigError> {
                 identity: symbolon_tls::ServerIdentity {
                     spiffe_id: c.server_spiffe_id.clone(),
                     dns: c.server_dns.clone(),
+                    ip: None,
                     spki_sha256: c.server_spki_sha256.clone(),
                 },
                 handshake_timeout: dur("client.handshake_timeout", &c.handshake_timeout)?,
