@@ -5,11 +5,13 @@
 //!   counts from when a request was due, so a stalled server cannot hide
 //!   its stall by slowing the generator down).
 //! - [`issue`]: certificate issuance, in process or over a CA's API.
+//! - [`crypto`]: the crypto bound of a full mTLS handshake on this machine.
 //!
 //! Each returns a [`Report`]: completed operations, rate, HdrHistogram
 //! latency percentiles and failures counted by reason.
 #![forbid(unsafe_code)]
 
+pub mod crypto;
 pub mod handshake;
 pub mod http;
 pub mod issue;

@@ -16,7 +16,14 @@ use crate::ca_dir::Ca;
 use crate::commands::DirArg;
 use crate::{CmdResult, Failure, fail, output};
 
+/// Durations as elsewhere (10s, 2m), plus milliseconds (500ms): runs
+/// and timeouts here are short.
 fn duration_arg(s: &str) -> Result<Duration, String> {
+    if let Some(ms) = s.trim().strip_suffix("ms")
+        && let Ok(n) = ms.parse::<u64>()
+    {
+        return Ok(Duration::from_millis(n));
+    }
     symbolon_core::parse_duration(s).map_err(|e| e.to_string())
 }
 
@@ -47,6 +54,21 @@ pub enum BenchCommand {
     Http(HttpArgs),
     /// Certificates issued and recorded per second: in process, over the API, or against cfssl.
     Issue(IssueArgs),
+    /// The crypto bound: the most full mTLS handshakes one CPU-second can serve, per key type.
+    Crypto(CryptoArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CryptoArgs {
+    /// Key types to measure (repeatable; default: all).
+    #[arg(long = "key-type", value_name = "TYPE")]
+    key_types: Vec<KeyType>,
+    /// CPU time spent measuring each operation.
+    #[arg(long, default_value = "1s", value_parser = duration_arg, value_name = "DURATION")]
+    time: Duration,
+    /// Print the results as JSON on stdout.
+    #[arg(long)]
+    json: bool,
 }
 
 /// Our client certificate and how we check the server.
@@ -201,7 +223,56 @@ pub async fn run(cmd: BenchCommand) -> CmdResult {
         BenchCommand::Handshake(a) => handshake(a).await,
         BenchCommand::Http(a) => http(a).await,
         BenchCommand::Issue(a) => issue(a).await,
+        BenchCommand::Crypto(a) => crypto(a),
     }
+}
+
+fn crypto(a: CryptoArgs) -> CmdResult {
+    let types = if a.key_types.is_empty() {
+        KeyType::ALL.to_vec()
+    } else {
+        a.key_types.clone()
+    };
+    let mut costs = Vec::new();
+    for kt in types {
+        costs.push(symbolon_bench::crypto::measure(kt, a.time)?);
+    }
+    if a.json {
+        output::json(&costs)?;
+        return Ok(());
+    }
+    println!(
+        "Server-side crypto per full TLS 1.3 mTLS handshake: 1 signature + 2 verifications + 1 X25519 exchange ({} time, aws-lc-rs)",
+        costs.first().map(|c| c.clock).unwrap_or("thread CPU")
+    );
+    let rows: Vec<Vec<String>> = costs
+        .iter()
+        .map(|c| {
+            vec![
+                c.key_type.to_string(),
+                format!("{:.1}", c.sign_us),
+                format!("{:.1}", c.verify_us),
+                format!("{:.1}", c.x25519_us),
+                format!("{:.1}", c.handshake_us),
+                format!("{:.0}", c.handshakes_per_cpu_s),
+            ]
+        })
+        .collect();
+    print!(
+        "{}",
+        output::table(
+            &[
+                "KEY TYPE",
+                "SIGN µs",
+                "VERIFY µs",
+                "X25519 µs",
+                "HANDSHAKE µs",
+                "HANDSHAKES/CPU-s",
+            ],
+            &rows
+        )
+    );
+    Ok(())
 }
 
 async fn handshake(a: HandshakeArgs) -> CmdResult {

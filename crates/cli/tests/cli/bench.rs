@@ -311,15 +311,7 @@ fn http_counts_policy_denials_by_status_and_nothing_reaches_the_backend() {
     let backend = HttpBackend::start();
     let gw = gateway(&sb, &backend, "http");
     let url = format!("https://localhost:{}/", gw.port);
-    let base = [
-        "http",
-        "--target",
-        &url,
-        "--rate",
-        "50",
-        "--duration",
-        "1s",
-    ];
+    let base = ["http", "--target", &url, "--rate", "50", "--duration", "1s"];
     let (code, r, err) = bench(&sb, &strs(&with(&base, &as_client("other"))));
     assert_eq!(code, 1, "{r}\n{err}");
     assert_eq!(r["completed"], 0, "{r}");
