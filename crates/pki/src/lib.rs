@@ -54,11 +54,23 @@ pub fn to_pem(label: &str, der: &[u8]) -> String {
 
 /// Lower-case hex SHA-256, the fingerprint form Symbolon prints and accepts.
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes)
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    // On the handshake path (fingerprints of every certificate on a
+    // verified path): one allocation, no formatting machinery.
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let digest = sha256(bytes);
+    let mut out = String::with_capacity(64);
+    for b in digest {
+        out.push(HEX[usize::from(b >> 4)] as char);
+        out.push(HEX[usize::from(b & 0x0f)] as char);
+    }
+    out
+}
+
+/// SHA-256.
+pub fn sha256(bytes: &[u8]) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    out.copy_from_slice(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes).as_ref());
+    out
 }
 
 /// RFC 3339 in UTC with second precision: `2026-11-25T03:00:00Z`.
@@ -78,4 +90,17 @@ pub fn certificate_serial(der: &[u8]) -> Option<Serial> {
 pub fn subject_der(der: &[u8]) -> Option<Vec<u8>> {
     let (_, x) = x509_parser::parse_x509_certificate(der).ok()?;
     Some(x.subject().as_raw().to_vec())
+}
+
+#[cfg(test)]
+mod digest_tests {
+    #[test]
+    fn sha256_hex_is_the_lower_case_digest() {
+        // FIPS 180-2 test vector.
+        assert_eq!(
+            super::sha256_hex(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(super::sha256(b"abc")[0], 0xba);
+    }
 }

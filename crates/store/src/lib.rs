@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 mod audit;
+mod batch;
 mod migrate;
 mod records;
 mod store;
@@ -40,4 +41,7 @@ pub enum StoreError {
     },
     #[error("store {location}: {problem}")]
     Corrupt { location: String, problem: String },
+    /// A write failed as a whole (e.g. its commit): nothing was recorded.
+    #[error("store {location}: {problem}")]
+    Failed { location: String, problem: String },
 }

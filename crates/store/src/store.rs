@@ -27,6 +27,8 @@ pub struct Store {
     pool: AnyPool,
     backend: Backend,
     location: String,
+    /// The group-commit writer for issuance (see `batch`).
+    batch: tokio::sync::mpsc::UnboundedSender<crate::batch::Job>,
 }
 
 fn ts(t: OffsetDateTime) -> i64 {
@@ -216,10 +218,16 @@ impl Store {
             .await
             .map_err(err)?;
         crate::migrate::run(&pool, backend, location).await?;
+        let batch = crate::batch::spawn(crate::batch::Writer {
+            pool: pool.clone(),
+            backend,
+            location: location.to_string(),
+        });
         Ok(Store {
             pool,
             backend,
             location: location.to_string(),
+            batch,
         })
     }
 
@@ -271,11 +279,7 @@ impl Store {
     pub(crate) async fn begin_write(
         &self,
     ) -> Result<sqlx::Transaction<'static, sqlx::Any>, StoreError> {
-        let tx = match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
-            Backend::Postgres => self.pool.begin().await,
-        };
-        tx.map_err(self.db())
+        begin_write(&self.pool, self.backend, &self.location).await
     }
 
     fn db(&self) -> impl Fn(sqlx::Error) -> StoreError + '_ {
@@ -286,36 +290,30 @@ impl Store {
     }
 
     /// Records an issued certificate durably, with its audit record, in one
-    /// transaction. Returns only after commit.
+    /// transaction (shared with concurrent issuances: group commit). Returns
+    /// only after commit.
     pub async fn record_issued(
         &self,
         rec: &CertificateRecord,
         audit: Audit<'_>,
     ) -> Result<(), StoreError> {
-        let mut tx = self.begin_write().await?;
-        if let Err(e) = insert_cert(&mut tx, self.backend, rec).await {
-            tx.rollback().await.map_err(self.db())?;
-            return Err(self.insert_err(e, rec));
-        }
-        crate::audit::append(
-            &mut tx,
-            self.backend,
-            audit,
-            &rec.serial,
-            &cert_detail(rec),
-            rec.issued_at,
-        )
-        .await
-        .map_err(self.db())?;
-        tx.commit().await.map_err(self.db())
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.submit(crate::batch::Job::Issue {
+            rec: rec.clone(),
+            audit: crate::batch::OwnedAudit::new(audit),
+            reply,
+        })?;
+        answer.await.unwrap_or_else(|_| Err(self.writer_gone()))
     }
 
-    fn insert_err(&self, e: sqlx::Error, rec: &CertificateRecord) -> StoreError {
-        match e {
-            sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::DuplicateSerial {
-                serial: rec.serial.clone(),
-            },
-            e => self.db()(e),
+    fn submit(&self, job: crate::batch::Job) -> Result<(), StoreError> {
+        self.batch.send(job).map_err(|_| self.writer_gone())
+    }
+
+    fn writer_gone(&self) -> StoreError {
+        StoreError::Failed {
+            location: self.location.clone(),
+            problem: "the store's writer stopped; nothing was recorded".into(),
         }
     }
 
@@ -544,6 +542,7 @@ impl Store {
 
     /// Consumes token `id` and records `cert` in one transaction: either
     /// both happen or neither. A token is good once, before it expires.
+    /// Shares its transaction with concurrent issuances (group commit).
     pub async fn redeem_token(
         &self,
         id: &str,
@@ -551,61 +550,15 @@ impl Store {
         cert: &CertificateRecord,
         audit: Audit<'_>,
     ) -> Result<Redeemed, StoreError> {
-        let mut tx = self.begin_write().await?;
-        let row = sqlx::query(&self.sql("SELECT expires_at, used_at FROM tokens WHERE id = ?"))
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(self.db())?;
-        let Some(row) = row else {
-            tx.rollback().await.map_err(self.db())?;
-            return Ok(Redeemed::UnknownToken);
-        };
-        let used: Option<i64> = row.try_get("used_at").map_err(self.db())?;
-        if let Some(at) = used {
-            tx.rollback().await.map_err(self.db())?;
-            return Ok(Redeemed::AlreadyUsed {
-                at: from_ts(at, &self.location)?,
-            });
-        }
-        let expires: i64 = row.try_get("expires_at").map_err(self.db())?;
-        if ts(now) >= expires {
-            tx.rollback().await.map_err(self.db())?;
-            return Ok(Redeemed::Expired {
-                at: from_ts(expires, &self.location)?,
-            });
-        }
-        // The `used_at IS NULL` guard makes a concurrent redeemer lose even
-        // if both read the row before either wrote.
-        let updated = sqlx::query(&self.sql(
-            "UPDATE tokens SET used_at = ?, used_by_serial = ? WHERE id = ? AND used_at IS NULL",
-        ))
-        .bind(ts(now))
-        .bind(&cert.serial)
-        .bind(id)
-        .execute(&mut *tx)
-        .await
-        .map_err(self.db())?;
-        if updated.rows_affected() != 1 {
-            tx.rollback().await.map_err(self.db())?;
-            return Ok(Redeemed::AlreadyUsed { at: now });
-        }
-        if let Err(e) = insert_cert(&mut tx, self.backend, cert).await {
-            // Roll back now: a transaction merely dropped keeps its write
-            // lock until its connection is next used.
-            tx.rollback().await.map_err(self.db())?;
-            return Err(self.insert_err(e, cert));
-        }
-        let detail = format!(
-            "{{\"token\":{},\"certificate\":{}}}",
-            json_str(id),
-            cert_detail(cert)
-        );
-        crate::audit::append(&mut tx, self.backend, audit, &cert.serial, &detail, now)
-            .await
-            .map_err(self.db())?;
-        tx.commit().await.map_err(self.db())?;
-        Ok(Redeemed::Recorded)
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.submit(crate::batch::Job::Redeem {
+            token: id.to_string(),
+            now,
+            rec: cert.clone(),
+            audit: crate::batch::OwnedAudit::new(audit),
+            reply,
+        })?;
+        answer.await.unwrap_or_else(|_| Err(self.writer_gone()))
     }
 
     /// Audit records, oldest first (optionally only those at or after `since`).
@@ -699,6 +652,126 @@ impl Store {
         })
         .transpose()
     }
+}
+
+/// A transaction that will write; see [`Store::begin_write`].
+pub(crate) async fn begin_write(
+    pool: &AnyPool,
+    backend: Backend,
+    location: &str,
+) -> Result<sqlx::Transaction<'static, sqlx::Any>, StoreError> {
+    let tx = match backend {
+        Backend::Sqlite => pool.begin_with("BEGIN IMMEDIATE").await,
+        Backend::Postgres => pool.begin().await,
+    };
+    tx.map_err(|source| StoreError::Database {
+        location: location.to_string(),
+        source,
+    })
+}
+
+fn db_error(location: &str) -> impl Fn(sqlx::Error) -> StoreError + '_ {
+    move |source| StoreError::Database {
+        location: location.to_string(),
+        source,
+    }
+}
+
+/// Records one issued certificate and its audit record inside the caller's
+/// transaction (the group-commit writer's).
+pub(crate) async fn issue_item(
+    conn: &mut sqlx::AnyConnection,
+    backend: Backend,
+    location: &str,
+    rec: &CertificateRecord,
+    audit: Audit<'_>,
+) -> Result<(), StoreError> {
+    if let Err(e) = insert_cert(conn, backend, rec).await {
+        return Err(insert_error(e, rec, location));
+    }
+    crate::audit::append(
+        conn,
+        backend,
+        audit,
+        &rec.serial,
+        &cert_detail(rec),
+        rec.issued_at,
+    )
+    .await
+    .map_err(db_error(location))
+}
+
+fn insert_error(e: sqlx::Error, rec: &CertificateRecord, location: &str) -> StoreError {
+    match e {
+        sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::DuplicateSerial {
+            serial: rec.serial.clone(),
+        },
+        e => db_error(location)(e),
+    }
+}
+
+/// Consumes a token and records the certificate it pays for, inside the
+/// caller's transaction; anything but `Recorded` is undone by the caller.
+pub(crate) async fn redeem_item(
+    conn: &mut sqlx::AnyConnection,
+    backend: Backend,
+    location: &str,
+    id: &str,
+    now: OffsetDateTime,
+    cert: &CertificateRecord,
+    audit: Audit<'_>,
+) -> Result<Redeemed, StoreError> {
+    let db = db_error(location);
+    let row = sqlx::query(&placeholders(
+        backend,
+        "SELECT expires_at, used_at FROM tokens WHERE id = ?",
+    ))
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(&db)?;
+    let Some(row) = row else {
+        return Ok(Redeemed::UnknownToken);
+    };
+    let used: Option<i64> = row.try_get("used_at").map_err(&db)?;
+    if let Some(at) = used {
+        return Ok(Redeemed::AlreadyUsed {
+            at: from_ts(at, location)?,
+        });
+    }
+    let expires: i64 = row.try_get("expires_at").map_err(&db)?;
+    if ts(now) >= expires {
+        return Ok(Redeemed::Expired {
+            at: from_ts(expires, location)?,
+        });
+    }
+    // The `used_at IS NULL` guard makes a concurrent redeemer (another
+    // replica) lose even if both read the row before either wrote.
+    let updated = sqlx::query(&placeholders(
+        backend,
+        "UPDATE tokens SET used_at = ?, used_by_serial = ? WHERE id = ? AND used_at IS NULL",
+    ))
+    .bind(ts(now))
+    .bind(&cert.serial)
+    .bind(id)
+    .execute(&mut *conn)
+    .await
+    .map_err(&db)?;
+    if updated.rows_affected() != 1 {
+        return Ok(Redeemed::AlreadyUsed { at: now });
+    }
+    if let Err(e) = insert_cert(conn, backend, cert).await {
+        return Err(insert_error(e, cert, location));
+    }
+    let detail = format!(
+        "{{\"token\":{},\"certificate\":{}}}",
+        json_str(id),
+        cert_detail(cert)
+    );
+    crate::audit::append(conn, backend, audit, &cert.serial, &detail, now)
+        .await
+        .map_err(&db)?;
+    Ok(Redeemed::Recorded)
 }
 
 #[cfg(test)]
@@ -912,6 +985,77 @@ mod tests {
         }
         assert_eq!(store.revoked(now).await.unwrap().len(), n);
         assert!(store.verify_audit().await.unwrap().is_ok());
+        store.close().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_group_commit_undoes_only_the_refused_requests() {
+        // Many concurrent requests share transactions: one token redeemed
+        // by 32 callers at once buys one certificate; a duplicate serial in
+        // the middle of a batch fails alone; everything else is recorded and
+        // the audit chain stays whole.
+        let dir = tempfile::tempdir().unwrap();
+        let store = std::sync::Arc::new(Store::create(&dir.path().join("s.db")).await.unwrap());
+        let now = OffsetDateTime::now_utc();
+        let t = TokenRecord {
+            id: "once".into(),
+            identities: vec!["spiffe://example.org/dev".into()],
+            created_at: now,
+            expires_at: now + time::Duration::minutes(15),
+            used_at: None,
+            used_by_serial: None,
+        };
+        store.record_token(&t, A).await.unwrap();
+        store
+            .record_issued(&record("dup", now + time::Duration::days(1)), A)
+            .await
+            .unwrap();
+        let mut tasks = Vec::new();
+        for i in 0..32 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                let day = now + time::Duration::days(1);
+                let redeemed = store
+                    .redeem_token("once", now, &record(&format!("r{i}"), day), A)
+                    .await
+                    .unwrap();
+                let serial = if i == 16 {
+                    "dup".to_string()
+                } else {
+                    format!("i{i}")
+                };
+                let issued = store.record_issued(&record(&serial, day), A).await;
+                (redeemed, issued)
+            }));
+        }
+        let (mut recorded, mut duplicates) = (0, 0);
+        for (i, t) in tasks.into_iter().enumerate() {
+            let (redeemed, issued) = t.await.unwrap();
+            if redeemed == Redeemed::Recorded {
+                recorded += 1;
+            } else {
+                assert!(
+                    matches!(redeemed, Redeemed::AlreadyUsed { .. }),
+                    "{redeemed:?}"
+                );
+            }
+            match issued {
+                Ok(()) => assert!(store.get(&format!("i{i}")).await.unwrap().is_some()),
+                Err(StoreError::DuplicateSerial { .. }) => duplicates += 1,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert_eq!((recorded, duplicates), (1, 1));
+        let mut redeemed_serials = 0;
+        for i in 0..32 {
+            if store.get(&format!("r{i}")).await.unwrap().is_some() {
+                redeemed_serials += 1;
+            }
+        }
+        assert_eq!(redeemed_serials, 1);
+        // 1 token + 1 first issuance + 1 redemption + 31 issuances.
+        let (records, _) = store.verify_audit().await.unwrap().unwrap();
+        assert_eq!(records, 34);
         store.close().await;
     }
 

@@ -2,6 +2,7 @@
 //! the full outcome (a verified path, or the reason it failed), over shared
 //! credentials, session cache and ticketer.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -61,6 +62,84 @@ pub struct ServerTls {
     sessions: Arc<dyn StoresServerSessions>,
     tickets: Arc<dyn ProducesTickets>,
     revocation: Option<Arc<dyn RevocationCheck>>,
+    verified: Arc<VerifiedChains>,
+}
+
+/// Client chains that verified against this configuration's trust bundle.
+///
+/// A service keeps one certificate for hours and opens many connections
+/// with it; checking its chain's signatures again on every handshake (and
+/// again on every resumption) is most of a handshake's CPU. A hit skips the
+/// chain check only: the client still proves its key (CertificateVerify)
+/// on every full handshake, and revocation is checked on every handshake,
+/// never cached.
+///
+/// Keyed by the SHA-256 of the exact chain presented. An entry is used
+/// only while `at` is inside the validity of every certificate on its
+/// path. The cache belongs to one `ServerTls`, so a reload with a new
+/// trust bundle starts empty. Failures are not cached.
+#[derive(Debug, Default)]
+struct VerifiedChains {
+    entries: Mutex<HashMap<[u8; 32], CachedPath>>,
+}
+
+#[derive(Debug)]
+struct CachedPath {
+    path: VerifiedPath,
+    from: OffsetDateTime,
+    until: OffsetDateTime,
+}
+
+/// Enough for every client of a busy gateway; when full, the cache starts
+/// over (a rare full verification is cheaper than tracking recency).
+const VERIFIED_CHAINS: usize = 10_000;
+
+impl VerifiedChains {
+    fn key(chain: &[CertificateDer<'_>]) -> [u8; 32] {
+        // Length-prefixed, so two different chains cannot concatenate to
+        // the same bytes.
+        let mut buf = Vec::with_capacity(chain.iter().map(|c| c.len() + 4).sum());
+        for c in chain {
+            buf.extend_from_slice(&(c.len() as u32).to_be_bytes());
+            buf.extend_from_slice(c);
+        }
+        symbolon_pki::sha256(&buf)
+    }
+
+    fn get(&self, key: &[u8; 32], at: OffsetDateTime) -> Option<VerifiedPath> {
+        let entries = self.entries.lock().ok()?;
+        let hit = entries.get(key)?;
+        (hit.from <= at && at <= hit.until).then(|| hit.path.clone())
+    }
+
+    fn put(&self, key: [u8; 32], path: &VerifiedPath) {
+        let parse =
+            |s: &str| OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok();
+        // The window every certificate on the path is valid in; a path
+        // whose dates cannot be read is simply not cached.
+        let mut from = OffsetDateTime::UNIX_EPOCH;
+        let mut until = OffsetDateTime::UNIX_EPOCH + Duration::from_secs(u32::MAX.into()) * 4;
+        for c in &path.path {
+            let (Some(nb), Some(na)) = (parse(&c.not_before), parse(&c.not_after)) else {
+                return;
+            };
+            from = from.max(nb);
+            until = until.min(na);
+        }
+        if let Ok(mut entries) = self.entries.lock() {
+            if entries.len() >= VERIFIED_CHAINS {
+                entries.clear();
+            }
+            entries.insert(
+                key,
+                CachedPath {
+                    path: path.clone(),
+                    from,
+                    until,
+                },
+            );
+        }
+    }
 }
 
 /// Resumption state kept across reloads, so a certificate rotation does not
@@ -97,6 +176,7 @@ impl ServerTls {
             sessions: state.sessions.clone(),
             tickets: state.tickets.clone(),
             revocation: None,
+            verified: Arc::default(),
         }
     }
 
@@ -130,6 +210,7 @@ impl ServerTls {
         let outcome: HandshakeOutcome = Arc::new(Mutex::new(None));
         let verifier = Arc::new(ConnVerifier {
             trust: self.trust.clone(),
+            verified: self.verified.clone(),
             revocation: self.revocation.clone(),
             mode: self.mode,
             algs: self.provider.signature_verification_algorithms,
@@ -140,6 +221,7 @@ impl ServerTls {
             .with_client_cert_verifier(verifier)
             .with_cert_resolver(Arc::new(FixedCert(self.cert.clone())));
         cfg.alpn_protocols = self.alpn.clone();
+        cfg.ignore_client_order = true;
         cfg.session_storage = self.sessions.clone();
         cfg.ticketer = self.tickets.clone();
         Ok((Arc::new(cfg), outcome))
@@ -150,6 +232,7 @@ impl ServerTls {
     pub fn reverify(&self, chain: &[CertificateDer<'_>]) -> Result<VerifiedPath, VerifyError> {
         verify_client(
             &self.trust,
+            &self.verified,
             self.revocation.as_deref(),
             chain,
             OffsetDateTime::now_utc(),
@@ -159,10 +242,37 @@ impl ServerTls {
 
 fn verify_client(
     trust: &TrustBundle,
+    verified: &VerifiedChains,
     revocation: Option<&dyn RevocationCheck>,
     chain: &[CertificateDer<'_>],
     at: OffsetDateTime,
 ) -> Result<VerifiedPath, VerifyError> {
+    let path = verify_chain(trust, verified, chain, at)?;
+    if let Some(r) = revocation
+        && let Err((reason, message)) = r.check(&path.peer)
+    {
+        return Err(VerifyError {
+            reason,
+            message,
+            hint: "the certificate cannot be used any more; issue a new one".into(),
+            certificate: path.path.first().cloned().map(Box::new),
+        });
+    }
+    Ok(path)
+}
+
+/// The chain check, answered from the cache when this exact chain has
+/// verified before and every certificate on its path is still in date.
+fn verify_chain(
+    trust: &TrustBundle,
+    verified: &VerifiedChains,
+    chain: &[CertificateDer<'_>],
+    at: OffsetDateTime,
+) -> Result<VerifiedPath, VerifyError> {
+    let key = VerifiedChains::key(chain);
+    if let Some(path) = verified.get(&key, at) {
+        return Ok(path);
+    }
     let Some((leaf, intermediates)) = chain.split_first() else {
         return Err(VerifyError {
             reason: symbolon_core::Reason::NoClientCert,
@@ -181,22 +291,14 @@ fn verify_client(
         max_intermediates: 4,
     };
     let path = symbolon_pki::verify(leaf, &opts)?;
-    if let Some(r) = revocation
-        && let Err((reason, message)) = r.check(&path.peer)
-    {
-        return Err(VerifyError {
-            reason,
-            message,
-            hint: "the certificate cannot be used any more; issue a new one".into(),
-            certificate: path.path.first().cloned().map(Box::new),
-        });
-    }
+    verified.put(key, &path);
     Ok(path)
 }
 
 #[derive(Debug)]
 struct ConnVerifier {
     trust: Arc<TrustBundle>,
+    verified: Arc<VerifiedChains>,
     revocation: Option<Arc<dyn RevocationCheck>>,
     mode: ClientAuthMode,
     algs: WebPkiSupportedAlgorithms,
@@ -226,7 +328,13 @@ impl ClientCertVerifier for ConnVerifier {
         let mut chain = Vec::with_capacity(1 + intermediates.len());
         chain.push(end_entity.clone());
         chain.extend(intermediates.iter().cloned());
-        let result = verify_client(&self.trust, self.revocation.as_deref(), &chain, at);
+        let result = verify_client(
+            &self.trust,
+            &self.verified,
+            self.revocation.as_deref(),
+            &chain,
+            at,
+        );
         let verdict = match &result {
             Ok(_) => Ok(ClientCertVerified::assertion()),
             Err(e) => Err(rustls::Error::InvalidCertificate(crate::certificate_error(
@@ -259,5 +367,227 @@ impl ClientCertVerifier for ConnVerifier {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.algs.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use symbolon_core::Reason;
+    use symbolon_testkit::{TestCa, ca_params, leaf_params};
+
+    use super::*;
+
+    fn der(b: &[u8]) -> CertificateDer<'static> {
+        CertificateDer::from(b.to_vec())
+    }
+
+    #[test]
+    fn a_cached_chain_is_answered_only_inside_every_certificates_validity() {
+        let root = TestCa::root(ca_params("Cache Root", None));
+        let inter = root.sub_ca(ca_params("Cache Intermediate", Some(0)));
+        let leaf = inter.leaf(leaf_params("client.example"));
+        let trust = TrustBundle::from_certs(vec![der(&root.der)]);
+        let cache = VerifiedChains::default();
+        let chain = [der(&leaf.der), der(&inter.der)];
+        let now = OffsetDateTime::now_utc();
+
+        let first = verify_chain(&trust, &cache, &chain, now).unwrap();
+        assert_eq!(cache.entries.lock().unwrap().len(), 1);
+        let again = verify_chain(&trust, &cache, &chain, now).unwrap();
+        assert_eq!(again.peer.serial, first.peer.serial);
+        assert_eq!(again.path.len(), 3);
+
+        // Outside the leaf's validity the cache does not answer: the full
+        // check runs and refuses, with its own reason.
+        let later = now + Duration::from_secs(2 * 86_400);
+        let e = verify_chain(&trust, &cache, &chain, later).unwrap_err();
+        assert_eq!(e.reason, Reason::Expired);
+        let earlier = now - Duration::from_secs(2 * 3600);
+        let e = verify_chain(&trust, &cache, &chain, earlier).unwrap_err();
+        assert_eq!(e.reason, Reason::NotYetValid);
+    }
+
+    #[test]
+    fn a_cached_chain_does_not_vouch_for_another_chain_or_another_trust_bundle() {
+        let root = TestCa::root(ca_params("Cache Root", None));
+        let inter = root.sub_ca(ca_params("Cache Intermediate", Some(0)));
+        let leaf = inter.leaf(leaf_params("client.example"));
+        let trust = TrustBundle::from_certs(vec![der(&root.der)]);
+        let cache = VerifiedChains::default();
+        let now = OffsetDateTime::now_utc();
+        verify_chain(&trust, &cache, &[der(&leaf.der), der(&inter.der)], now).unwrap();
+
+        // A forged intermediate with the same name, presented with a leaf
+        // it did not sign, and a leaf of the forger's own: both refused,
+        // and failures are not cached.
+        let forger = TestCa::root(ca_params("Cache Root", None));
+        let forged = forger.sub_ca(ca_params("Cache Intermediate", Some(0)));
+        let forged_leaf = forged.leaf(leaf_params("client.example"));
+        assert!(verify_chain(&trust, &cache, &[der(&leaf.der), der(&forged.der)], now).is_err());
+        assert!(
+            verify_chain(
+                &trust,
+                &cache,
+                &[der(&forged_leaf.der), der(&inter.der)],
+                now
+            )
+            .is_err()
+        );
+        assert!(
+            verify_chain(
+                &trust,
+                &cache,
+                &[der(&forged_leaf.der), der(&forged.der)],
+                now
+            )
+            .is_err()
+        );
+        assert_eq!(cache.entries.lock().unwrap().len(), 1);
+
+        // A configuration with another trust bundle (what a reload makes)
+        // starts with its own, empty cache: the chain is checked anew.
+        let state = SessionState::new().unwrap();
+        let other = ServerTls::new(
+            certified_key(&forger, "gw.example"),
+            Arc::new(TrustBundle::from_certs(vec![der(&forger.der)])),
+            ClientAuthMode::Strict,
+            vec![],
+            &state,
+        );
+        let e = other
+            .reverify(&[der(&leaf.der), der(&inter.der)])
+            .unwrap_err();
+        assert_eq!(e.reason, Reason::UnknownCa);
+    }
+
+    fn certified_key(ca: &TestCa, dns: &str) -> Arc<CertifiedKey> {
+        let leaf = ca.leaf(leaf_params(dns));
+        crate::certified_key_from_der(vec![der(&leaf.der)], leaf.key.serialize_der()).unwrap()
+    }
+
+    #[test]
+    fn a_full_cache_starts_over_instead_of_growing() {
+        let root = TestCa::root(ca_params("Cache Root", None));
+        let leaf = root.leaf(leaf_params("client.example"));
+        let trust = TrustBundle::from_certs(vec![der(&root.der)]);
+        let cache = VerifiedChains::default();
+        let path =
+            verify_chain(&trust, &cache, &[der(&leaf.der)], OffsetDateTime::now_utc()).unwrap();
+        for i in 0..VERIFIED_CHAINS as u32 + 5 {
+            let mut key = [0u8; 32];
+            key[..4].copy_from_slice(&i.to_be_bytes());
+            cache.put(key, &path);
+            assert!(cache.entries.lock().unwrap().len() <= VERIFIED_CHAINS);
+        }
+    }
+}
+
+#[cfg(test)]
+mod suite_order_tests {
+    #![allow(clippy::unwrap_used)]
+
+    use rustls::pki_types::ServerName;
+    use symbolon_testkit::{TestCa, ca_params, leaf_params};
+
+    use super::*;
+
+    /// Moves TLS records between the two sides until both are done.
+    fn handshake(client: &mut rustls::ClientConnection, server: &mut rustls::ServerConnection) {
+        for _ in 0..20 {
+            let mut buf = Vec::new();
+            while client.wants_write() {
+                client.write_tls(&mut buf).unwrap();
+            }
+            let mut rd = &buf[..];
+            while !rd.is_empty() {
+                server.read_tls(&mut rd).unwrap();
+            }
+            server.process_new_packets().unwrap();
+            let mut buf = Vec::new();
+            while server.wants_write() {
+                server.write_tls(&mut buf).unwrap();
+            }
+            let mut rd = &buf[..];
+            while !rd.is_empty() {
+                client.read_tls(&mut rd).unwrap();
+            }
+            client.process_new_packets().unwrap();
+            if !client.is_handshaking() && !server.is_handshaking() {
+                return;
+            }
+        }
+        panic!("handshake did not finish");
+    }
+
+    #[test]
+    fn the_server_picks_aes_128_gcm_sha256_even_when_the_client_prefers_aes_256() {
+        let root = TestCa::root(ca_params("Suite Root", None));
+        let server_leaf = root.leaf(leaf_params("gw.example"));
+        let client_leaf = root.leaf(leaf_params("client.example"));
+        let state = SessionState::new().unwrap();
+        let tls = ServerTls::new(
+            crate::certified_key_from_der(
+                vec![CertificateDer::from(server_leaf.der.clone())],
+                server_leaf.key.serialize_der(),
+            )
+            .unwrap(),
+            Arc::new(TrustBundle::from_certs(vec![CertificateDer::from(
+                root.der.clone(),
+            )])),
+            ClientAuthMode::Strict,
+            vec![],
+            &state,
+        );
+        let (server_config, _) = tls.for_connection().unwrap();
+
+        // rustls' own default order puts AES-256-GCM-SHA384 first, as
+        // OpenSSL does.
+        let client_provider = rustls::crypto::aws_lc_rs::default_provider();
+        assert_eq!(
+            client_provider.cipher_suites[0].suite(),
+            rustls::CipherSuite::TLS13_AES_256_GCM_SHA384
+        );
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(CertificateDer::from(root.der.clone())).unwrap();
+        let client_config = rustls::ClientConfig::builder_with_provider(Arc::new(client_provider))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_client_auth_cert(
+                vec![CertificateDer::from(client_leaf.der.clone())],
+                rustls::pki_types::PrivateKeyDer::Pkcs8(client_leaf.key.serialize_der().into()),
+            )
+            .unwrap();
+        let mut client = rustls::ClientConnection::new(
+            Arc::new(client_config),
+            ServerName::try_from("gw.example").unwrap(),
+        )
+        .unwrap();
+        let mut server = rustls::ServerConnection::new(server_config).unwrap();
+        handshake(&mut client, &mut server);
+        assert_eq!(
+            server.negotiated_cipher_suite().unwrap().suite(),
+            rustls::CipherSuite::TLS13_AES_128_GCM_SHA256
+        );
+
+        // Nothing was dropped: the same suites, reordered.
+        let ours: Vec<_> = crate::provider()
+            .cipher_suites
+            .iter()
+            .map(|s| s.suite())
+            .collect();
+        let mut theirs: Vec<_> = rustls::crypto::aws_lc_rs::default_provider()
+            .cipher_suites
+            .iter()
+            .map(|s| s.suite())
+            .collect();
+        assert_eq!(ours.len(), theirs.len());
+        for s in &ours {
+            theirs.retain(|t| t != s);
+        }
+        assert!(theirs.is_empty());
+        assert_eq!(ours[0], rustls::CipherSuite::TLS13_AES_128_GCM_SHA256);
     }
 }
