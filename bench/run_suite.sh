@@ -22,4 +22,5 @@ fi
 
 cargo build --release -p symbolon
 cargo build --release -p symbolon-node --example crl_scale
+cargo build --release -p symbolon-bench --example bare_rustls
 python3 bench/suite.py "$@"

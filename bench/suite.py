@@ -279,14 +279,18 @@ def start_servers(sym, d, logs):
         f.write(haproxy_conf(d, hport, bport))
     servers["haproxy"] = Server("HAProxy", ["haproxy", "-db", "-f", f"{d}/haproxy.cfg"],
                                 hport, d, logs)
+    rport = free_port()
+    servers["rustls"] = Server("bare rustls", [BARE, "127.0.0.1:%d" % rport, "gw.crt", "gw.key",
+                                               "ca/root.crt"], rport, d, logs)
     return servers
 
 
+BARE = os.path.join(ROOT, "target/release/examples/bare_rustls")
 CLIENT = ["--cert", "client.crt", "--key", "client.key", "--trust", "ca/root.crt",
           "--server-name", "localhost"]
 PROXIES = ["symbolon", "nginx", "haproxy"]
 LABEL = {"symbolon": "Symbolon gateway", "nginx": "nginx", "haproxy": "HAProxy",
-         "backend": "backend direct (no TLS)"}
+         "backend": "backend direct (no TLS)", "rustls": "bare rustls (reference)"}
 
 
 # --- the benchmarks ---
@@ -298,7 +302,7 @@ def crypto_bound(sym, d, per_op):
 
 def handshakes(sym, d, servers, duration, concurrency):
     rows = []
-    for name in PROXIES:
+    for name in PROXIES + ["rustls"]:
         s = servers[name]
         for mode in ["full", "resumed"]:
             args = ["handshake", "--target", f"127.0.0.1:{s.port}", *CLIENT,
@@ -386,6 +390,19 @@ def issuance(sym, d, count_local, count_api, logs):
         psql(f"CREATE DATABASE {db}")
     try:
         stores = [("SQLite", [])] + ([("PostgreSQL", ["--database", pg])] if have_pg else [])
+        # The same on tmpfs, where a commit does not wait for a disk: what
+        # the CPU allows, to tell disk latency from our own cost.
+        if os.path.isdir("/dev/shm"):
+            shm = tempfile.mkdtemp(prefix="symbolon-suite-", dir="/dev/shm")
+            try:
+                run([sym, "ca", "init", "--dir", f"{shm}/ca", "--insecure-plaintext-root-key",
+                     "--trust-domain", TD], d)
+                rep = bench(sym, d, ["issue", "--dir", f"{shm}/ca", "--identity", ident,
+                                     "--count", str(count_local), "--concurrency", "16"])
+                rows.append({"how": "in process", "store": "SQLite on tmpfs (no disk flush)",
+                             "report": rep})
+            finally:
+                shutil.rmtree(shm, ignore_errors=True)
         for i, (store, extra) in enumerate(stores):
             cadir = f"issue-{i}"
             run([sym, "ca", "init", "--dir", cadir, "--insecure-plaintext-root-key",
@@ -608,6 +625,13 @@ def write_report(out, ctx):
         f"{LABEL[s]} {hsd[(s, 'resumed')]['report']['results'].get('resumed', 0):,} of "
         f"{hsd[(s, 'resumed')]['report']['completed']:,}" for s in PROXIES)
     w(f"\nHandshakes that really resumed in the resumed runs: {res_counts}.\n")
+    bare = hsd.get(("rustls", "full"))
+    if bare:
+        w(f"The bare rustls reference (tokio + rustls with its own WebPKI verifier, no policy, no "
+          f"HTTP; `crates/bench/examples/bare_rustls.rs`) is the ceiling for any rustls server on "
+          f"this machine, kernel and runtime included; it checks the client's chain on every "
+          f"handshake. The gateway reaches {sym_full / bare['per_cpu_s']:.2f}× its full "
+          f"handshakes per CPU-second.\n")
 
     w("## 3. Added latency of HTTP keep-alive requests\n")
     w(f"Open loop at {ctx['rate']:,} requests/s for {ctx['duration']}, spread over "

@@ -62,11 +62,14 @@ pub fn chain_hash(
         ctx.update(&(field.len() as u64).to_be_bytes());
         ctx.update(field.as_bytes());
     }
-    ctx.finish()
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let digest = ctx.finish();
+    let mut out = String::with_capacity(64);
+    for b in digest.as_ref() {
+        out.push(HEX[usize::from(b >> 4)] as char);
+        out.push(HEX[usize::from(b & 0x0f)] as char);
+    }
+    out
 }
 
 /// Appends one record inside the caller's transaction.
@@ -78,23 +81,59 @@ pub(crate) async fn append(
     detail: &str,
     at: OffsetDateTime,
 ) -> Result<(), sqlx::Error> {
+    let mut h = head(conn, backend).await?;
+    append_after(conn, backend, &mut h, audit, subject, detail, at).await?;
+    save_head(conn, backend, &h).await
+}
+
+/// The end of the chain as a transaction sees it. On PostgreSQL this takes
+/// the chain's lock for the rest of the transaction, so replicas append one
+/// transaction at a time and sequence numbers never collide.
+#[derive(Clone, Debug)]
+pub(crate) struct Head {
+    seq: i64,
+    hash: String,
+}
+
+pub(crate) async fn head(
+    conn: &mut sqlx::AnyConnection,
+    backend: Backend,
+) -> Result<Head, sqlx::Error> {
     if backend == Backend::Postgres {
-        // Replicas append one at a time, so sequence numbers never collide.
         sqlx::query("SELECT 1 AS locked FROM (SELECT pg_advisory_xact_lock(727002)) AS l")
             .fetch_one(&mut *conn)
             .await?;
     }
-    let head = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
+    let row = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
         .fetch_optional(&mut *conn)
         .await?;
-    let (last_seq, last_hash): (i64, String) = match head {
-        Some(r) => (r.try_get("seq")?, r.try_get("hash")?),
-        None => (0, GENESIS.to_string()),
-    };
-    let seq = last_seq + 1;
+    Ok(match row {
+        Some(r) => Head {
+            seq: r.try_get("seq")?,
+            hash: r.try_get("hash")?,
+        },
+        None => Head {
+            seq: 0,
+            hash: GENESIS.to_string(),
+        },
+    })
+}
+
+/// Inserts the record after `head` and advances `head` (in memory: the
+/// caller saves it with [`save_head`] before committing).
+pub(crate) async fn append_after(
+    conn: &mut sqlx::AnyConnection,
+    backend: Backend,
+    head: &mut Head,
+    audit: Audit<'_>,
+    subject: &str,
+    detail: &str,
+    at: OffsetDateTime,
+) -> Result<(), sqlx::Error> {
+    let seq = head.seq + 1;
     let ts = at.unix_timestamp();
     let hash = chain_hash(
-        &last_hash,
+        &head.hash,
         seq,
         ts,
         audit.actor,
@@ -113,17 +152,27 @@ pub(crate) async fn append(
         .bind(audit.action.to_string())
         .bind(subject.to_string())
         .bind(detail.to_string())
-        .bind(last_hash)
+        .bind(head.hash.clone())
         .bind(hash.clone())
         .execute(&mut *conn)
         .await?;
-    let head = placeholders(
+    *head = Head { seq, hash };
+    Ok(())
+}
+
+/// Records where the chain now ends.
+pub(crate) async fn save_head(
+    conn: &mut sqlx::AnyConnection,
+    backend: Backend,
+    head: &Head,
+) -> Result<(), sqlx::Error> {
+    let sql = placeholders(
         backend,
         "INSERT INTO audit_head (id, seq, hash) VALUES (1, ?, ?) ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
     );
-    sqlx::query(&head)
-        .bind(seq)
-        .bind(hash)
+    sqlx::query(&sql)
+        .bind(head.seq)
+        .bind(head.hash.clone())
         .execute(&mut *conn)
         .await?;
     Ok(())

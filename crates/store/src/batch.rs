@@ -124,9 +124,23 @@ impl Writer {
                 return;
             }
         };
+        // The audit chain's end is read once (and on PostgreSQL locked) for
+        // the whole batch, advanced in memory per kept request, and saved
+        // once before the commit.
+        let mut head = match crate::audit::head(&mut tx, self.backend).await {
+            Ok(h) => h,
+            Err(e) => {
+                let problem = e.to_string();
+                let _ = tx.rollback().await;
+                for job in jobs {
+                    job.answer(Outcome::Issue(Err(self.failed(&problem))), self);
+                }
+                return;
+            }
+        };
         let mut outcomes = Vec::with_capacity(jobs.len());
         for job in &jobs {
-            let outcome = match self.item(&mut tx, job).await {
+            let outcome = match self.item(&mut tx, &mut head, job).await {
                 Ok(o) => o,
                 // The savepoint itself failed: the transaction is unusable.
                 Err(e) => {
@@ -141,7 +155,13 @@ impl Writer {
             outcomes.push(outcome);
         }
         let committed = if outcomes.iter().any(Outcome::keep) {
-            tx.commit().await
+            match crate::audit::save_head(&mut tx, self.backend, &head).await {
+                Ok(()) => tx.commit().await,
+                Err(e) => {
+                    let _ = tx.rollback().await;
+                    Err(e)
+                }
+            }
         } else {
             tx.rollback().await
         };
@@ -159,13 +179,27 @@ impl Writer {
     }
 
     /// One request inside its own savepoint, undone unless it is kept.
-    async fn item(&self, conn: &mut AnyConnection, job: &Job) -> Result<Outcome, sqlx::Error> {
+    async fn item(
+        &self,
+        conn: &mut AnyConnection,
+        head: &mut crate::audit::Head,
+        job: &Job,
+    ) -> Result<Outcome, sqlx::Error> {
         sqlx::query("SAVEPOINT issue_item")
             .execute(&mut *conn)
             .await?;
+        let before = head.clone();
         let outcome = match job {
             Job::Issue { rec, audit, .. } => Outcome::Issue(
-                issue_item(conn, self.backend, &self.location, rec, audit.borrow()).await,
+                issue_item(
+                    conn,
+                    self.backend,
+                    &self.location,
+                    head,
+                    rec,
+                    audit.borrow(),
+                )
+                .await,
             ),
             Job::Redeem {
                 token,
@@ -178,6 +212,7 @@ impl Writer {
                     conn,
                     self.backend,
                     &self.location,
+                    head,
                     token,
                     *now,
                     rec,
@@ -193,6 +228,8 @@ impl Writer {
         };
         sqlx::query(end).execute(&mut *conn).await?;
         if !outcome.keep() {
+            // Its audit record was undone with it.
+            *head = before;
             // SQLite and PostgreSQL keep a savepoint after rolling back to
             // it; release it so savepoints do not pile up in the batch.
             sqlx::query("RELEASE SAVEPOINT issue_item")

@@ -683,15 +683,17 @@ pub(crate) async fn issue_item(
     conn: &mut sqlx::AnyConnection,
     backend: Backend,
     location: &str,
+    head: &mut crate::audit::Head,
     rec: &CertificateRecord,
     audit: Audit<'_>,
 ) -> Result<(), StoreError> {
     if let Err(e) = insert_cert(conn, backend, rec).await {
         return Err(insert_error(e, rec, location));
     }
-    crate::audit::append(
+    crate::audit::append_after(
         conn,
         backend,
+        head,
         audit,
         &rec.serial,
         &cert_detail(rec),
@@ -712,10 +714,12 @@ fn insert_error(e: sqlx::Error, rec: &CertificateRecord, location: &str) -> Stor
 
 /// Consumes a token and records the certificate it pays for, inside the
 /// caller's transaction; anything but `Recorded` is undone by the caller.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn redeem_item(
     conn: &mut sqlx::AnyConnection,
     backend: Backend,
     location: &str,
+    head: &mut crate::audit::Head,
     id: &str,
     now: OffsetDateTime,
     cert: &CertificateRecord,
@@ -768,7 +772,7 @@ pub(crate) async fn redeem_item(
         json_str(id),
         cert_detail(cert)
     );
-    crate::audit::append(conn, backend, audit, &cert.serial, &detail, now)
+    crate::audit::append_after(conn, backend, head, audit, &cert.serial, &detail, now)
         .await
         .map_err(&db)?;
     Ok(Redeemed::Recorded)
