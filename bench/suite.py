@@ -636,8 +636,9 @@ def write_report(out, ctx):
     w("## 3. Added latency of HTTP keep-alive requests\n")
     w(f"Open loop at {ctx['rate']:,} requests/s for {ctx['duration']}, spread over "
       f"{ctx['connections']} keep-alive connections opened before the clock starts; 1 KiB POST "
-      f"bodies, 1 KiB answers from an nginx backend on loopback. Latency counts from when each "
-      f"request was due. Command: `symbolon bench http --target URL --rate {ctx['rate']} "
+      f"bodies, 1 KiB answers from an nginx backend on loopback. Open loop: a request that "
+      f"waited behind a slow response counts from when it was due, others from when they were "
+      f"sent (the generator's timer fires up to 1 ms late; that is not the server's). Command: `symbolon bench http --target URL --rate {ctx['rate']} "
       f"--connections {ctx['connections']} --duration {ctx['duration']} --body-size 1KiB` (plus "
       f"the client certificate for https). Added = this row minus the direct row. CPU is the "
       f"proxy's own.\n")

@@ -1,10 +1,14 @@
 //! `symbolon bench http`: keep-alive HTTP/1.1 requests at a fixed rate.
 //!
 //! Open loop: request `i` is due at `start + i / rate` and goes to
-//! connection `i mod connections`. Its latency runs from when it was due,
-//! not from when it was sent, so time a request spends waiting behind a
-//! slow one is counted (no coordinated omission). If the server cannot keep
-//! up, latencies grow instead of the offered rate quietly dropping.
+//! connection `i mod connections`. When its connection is still busy with
+//! an earlier response at that moment, its latency runs from when it was
+//! due, so time spent waiting behind a slow response is counted (no
+//! coordinated omission): if the server cannot keep up, latencies grow
+//! instead of the offered rate quietly dropping. When the connection was
+//! free, latency runs from when the request was sent: the timer that wakes
+//! the generator fires up to a millisecond late, and that lateness is the
+//! generator's, not the server's.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -70,9 +74,13 @@ pub async fn run(opts: HttpOptions) -> Report {
             let mut samples = Samples::new();
             let mut sender = sender;
             let (mut bytes_in, mut reconnects, mut i) = (0u64, 0u64, k as u64);
+            // When this connection's previous response arrived.
+            let mut free_since = Instant::now();
             while i < total {
                 let due = start + interval.mul_f64(i as f64);
+                let busy_at_due = free_since > due;
                 tokio::time::sleep_until(due.into()).await;
+                let from = if busy_at_due { due } else { Instant::now() };
                 i += connections as u64;
                 // A server may close an idle keep-alive connection (or
                 // speak HTTP/1.0); open a new one before the request.
@@ -87,13 +95,14 @@ pub async fn run(opts: HttpOptions) -> Report {
                         Err(reason) => {
                             samples.error(format!("connect_{reason}"));
                             progress.failed();
+                            free_since = Instant::now();
                             continue;
                         }
                     },
                 };
                 match tokio::time::timeout(opts.timeout, request(s, &opts, body.clone())).await {
                     Ok(Ok(n)) => {
-                        samples.ok(due.elapsed());
+                        samples.ok(from.elapsed());
                         bytes_in += n;
                         progress.ok();
                     }
@@ -112,6 +121,7 @@ pub async fn run(opts: HttpOptions) -> Report {
                         progress.failed();
                     }
                 }
+                free_since = Instant::now();
             }
             (samples, bytes_in, reconnects)
         }));

@@ -385,7 +385,7 @@ fn stalling_backend(nth: usize, stall: Duration) -> std::net::SocketAddr {
 }
 
 #[test]
-fn http_latency_counts_from_when_a_request_was_due_not_when_it_was_sent() {
+fn http_latency_counts_the_wait_behind_a_slow_response_from_when_each_request_was_due() {
     // One connection, 100 requests/s for 1 s; request 10 is answered after
     // 400 ms. The ~30 requests due during that stall wait behind it: an
     // open-loop generator reports them as late (p90 above 100 ms); a
