@@ -191,8 +191,10 @@ pub struct IssueArgs {
     )]
     ca: Option<String>,
     /// Issue in this process from a CA directory instead (records real
-    /// certificates in its store: use a scratch CA).
-    #[arg(long, env = "SYMBOLON_CA_DIR", value_name = "DIR")]
+    /// certificates in its store: use a scratch CA). Not read from
+    /// SYMBOLON_CA_DIR: benchmarking a production CA by accident would fill
+    /// its store.
+    #[arg(long, value_name = "DIR")]
     dir: Option<PathBuf>,
     /// With --dir: the store (sqlite:PATH or postgres://…).
     #[arg(long, value_name = "URL", requires = "dir", hide_env_values = true)]

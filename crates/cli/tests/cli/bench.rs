@@ -663,3 +663,54 @@ fn issue_against_cfssl_serve_signs_the_same_csrs() {
     assert_eq!(r["completed"], 20, "{r}");
     assert_eq!(r["settings"]["ca"], "cfssl API", "{r}");
 }
+
+// === crypto ===
+
+#[test]
+fn crypto_reports_the_bound_per_key_type() {
+    let sb = Sandbox::new();
+    let r = sb.ok(&[
+        "bench",
+        "crypto",
+        "--key-type",
+        "ecdsa-p256",
+        "--key-type",
+        "ed25519",
+        "--time",
+        "50ms",
+        "--json",
+    ]);
+    let costs = r.json();
+    let costs = costs.as_array().unwrap();
+    assert_eq!(costs.len(), 2, "{}", r.stdout);
+    assert_eq!(costs[0]["key_type"], "ecdsa-p256");
+    assert_eq!(costs[1]["key_type"], "ed25519");
+    for c in costs {
+        let f = |k: &str| c[k].as_f64().unwrap();
+        assert!(
+            f("sign_us") > 0.0 && f("verify_us") > 0.0 && f("x25519_us") > 0.0,
+            "{c}"
+        );
+        let sum = f("sign_us") + 2.0 * f("verify_us") + f("x25519_us");
+        assert!((f("handshake_us") - sum).abs() < 1e-6, "{c}");
+        assert!(
+            (f("handshakes_per_cpu_s") * f("handshake_us") - 1e6).abs() < 1e-3,
+            "{c}"
+        );
+    }
+    let r = sb.ok(&[
+        "bench",
+        "crypto",
+        "--key-type",
+        "rsa-2048",
+        "--time",
+        "50ms",
+    ]);
+    assert!(
+        r.stdout.contains("HANDSHAKES/CPU-s") && r.stdout.contains("rsa-2048"),
+        "{}",
+        r.stdout
+    );
+    let r = sb.run(&["bench", "crypto", "--key-type", "dsa-512"]);
+    assert_eq!(r.code, 2, "{}", r.all());
+}

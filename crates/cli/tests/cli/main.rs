@@ -26,4 +26,5 @@ mod revocation;
 mod revoke;
 mod sign;
 mod telemetry;
+mod tls_surface;
 mod verify;
