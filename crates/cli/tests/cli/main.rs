@@ -17,6 +17,7 @@ mod gateway_ops;
 mod init;
 mod inspect;
 mod issue;
+mod limits;
 mod lint;
 mod ocsp;
 mod quickstart;
