@@ -99,7 +99,7 @@ spiffe_id = ["spiffe://example.org/ns/prod/sa/web"]
     let timed_out = log.matches("reason=\"handshake_timeout\"").count();
     assert!(refused >= 180, "only {refused} refused:\n{log}");
     assert!(
-        timed_out >= 1 && timed_out <= 20,
+        (1..=20).contains(&timed_out),
         "{timed_out} timed out:\n{log}"
     );
     // Bounded memory: 200 connections cost the gateway at most 20 slots'
