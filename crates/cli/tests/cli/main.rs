@@ -10,6 +10,7 @@ mod bad_input;
 mod bench;
 mod browser;
 mod control_plane;
+mod crash;
 mod dashboard;
 mod docs;
 mod gateway_http;

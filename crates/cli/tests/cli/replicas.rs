@@ -50,13 +50,13 @@ impl Drop for Replica {
 }
 
 /// A database created for this test and dropped afterwards.
-struct Database {
+pub struct Database {
     psql: std::path::PathBuf,
     name: String,
 }
 
 impl Database {
-    fn create(psql: &std::path::Path) -> Option<Database> {
+    pub fn create(psql: &std::path::Path) -> Option<Database> {
         let name = format!("symbolon_r_{}_{}", std::process::id(), free_port());
         let out = Command::new(psql)
             .args([
@@ -85,7 +85,7 @@ impl Database {
         })
     }
 
-    fn url(&self) -> String {
+    pub fn url(&self) -> String {
         format!("postgres://postgres@127.0.0.1:5432/{}", self.name)
     }
 }
