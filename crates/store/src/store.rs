@@ -201,6 +201,13 @@ impl Store {
         let pool = AnyPoolOptions::new()
             .max_connections(if backend == Backend::Sqlite { 4 } else { 8 })
             .acquire_timeout(std::time::Duration::from_secs(10))
+            // A connection that comes back still inside a transaction (a
+            // COMMIT that failed on a full disk leaves sqlx's transaction
+            // depth out of step with the database) is closed, not reused:
+            // every later BEGIN on it would fail.
+            .after_release(|conn, _| {
+                Box::pin(async move { Ok(!sqlx::Connection::is_in_transaction(conn)) })
+            })
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {

@@ -24,15 +24,15 @@ const ENROLLMENTS: usize = 2000;
 const KILLS: usize = 5;
 
 /// `ca serve` that can be killed (-9) and started again on the same port.
-struct Server {
+pub struct Server {
     child: Option<Child>,
-    port: u16,
+    pub port: u16,
     args: Vec<String>,
     cwd: std::path::PathBuf,
 }
 
 impl Server {
-    fn start(sb: &Sandbox, database: Option<&str>) -> Server {
+    pub fn start(sb: &Sandbox, database: Option<&str>) -> Server {
         let port = free_port();
         let mut args: Vec<String> = ["ca", "serve", "--dir", "ca", "--listen"]
             .iter()

@@ -336,7 +336,7 @@ pub struct CaServe {
 impl CaServe {
     pub fn start(sb: &Sandbox, dir: &str) -> CaServe {
         let port = free_port();
-        let log = sb.path(&format!("serve-{dir}.log"));
+        let log = sb.path(&format!("serve-{}.log", dir.replace('/', "-")));
         let child = Command::new(env!("CARGO_BIN_EXE_symbolon"))
             .args(["ca", "serve", "--dir", dir, "--listen"])
             .arg(format!("127.0.0.1:{port}"))

@@ -27,6 +27,7 @@ mod replicas;
 mod revocation;
 mod revoke;
 mod sign;
+mod store_faults;
 mod telemetry;
 mod tls_surface;
 mod verify;
