@@ -8,9 +8,11 @@
 //! them in one transaction: each request in its own savepoint, so a refused
 //! one (a replayed token, a duplicate serial) is undone alone, and one
 //! commit makes the whole batch durable. Every caller is answered only
-//! after that commit; if it fails, every request in the batch fails and
-//! nothing of it is recorded. With no concurrency a batch is one request,
-//! so a lone issuance waits no longer than before.
+//! after that commit; if it fails, every request in the batch fails and its
+//! caller receives no certificate. (A commit whose acknowledgement was lost
+//! on the way back may still have recorded the batch: recorded and never
+//! handed out, which is the safe side.) With no concurrency a batch is one
+//! request, so a lone issuance waits no longer than before.
 
 use sqlx::{AnyConnection, AnyPool};
 use time::OffsetDateTime;
@@ -168,8 +170,8 @@ impl Writer {
         let commit_error = committed.err().map(|e| e.to_string());
         for (job, outcome) in jobs.into_iter().zip(outcomes) {
             match (&commit_error, outcome.keep()) {
-                // Nothing of a failed commit is recorded: a request that
-                // would have been kept fails; refusals stand as they are.
+                // A failed commit hands out nothing: a request that would
+                // have been kept fails; refusals stand as they are.
                 (Some(problem), true) => {
                     job.answer(Outcome::Issue(Err(self.failed(problem))), self)
                 }
