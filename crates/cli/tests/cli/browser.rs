@@ -4,48 +4,12 @@
 //! inventory the certificates; a screenshot of each page is kept as a test
 //! artifact under the test target's temporary directory.
 
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::gw_support::{Gateway, HttpBackend, free_port};
+use crate::gw_support::{CaServe, Gateway, HttpBackend, free_port};
 use crate::support::{Sandbox, run_tool, tool};
-
-struct Serve(Child);
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn serve(sb: &Sandbox, port: u16) -> Serve {
-    let child = Command::new(env!("CARGO_BIN_EXE_symbolon"))
-        .args([
-            "ca",
-            "serve",
-            "--dir",
-            "ca",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-        ])
-        .current_dir(sb.dir.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let started = Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "ca serve did not start"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Serve(child)
-}
 
 /// Chromium as the probe machine runs it: headless, no sandbox (root), no
 /// background networking (the machine has no network beyond loopback).
@@ -126,7 +90,7 @@ fn the_dashboard_in_chromium_shows_real_gateway_traffic_and_the_inventory() {
         "evil",
     ]);
     let ca_port = free_port();
-    let _ca = serve(&sb, ca_port);
+    let _ca = CaServe::on(&sb, "ca", ca_port, None);
     let backend = HttpBackend::start();
     let port = free_port();
     let cfg = format!(

@@ -3,8 +3,6 @@
 //! and `symbolon agent`. Every refusal is checked for its exact status and
 //! reason, and for leaving nothing behind (no files, no store records).
 
-use std::fs::OpenOptions;
-use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
@@ -14,7 +12,7 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::gw_support::free_port;
+use crate::gw_support::{CaServe, free_port};
 use crate::support::{Run, Sandbox, run_tool, tool};
 
 const BIN: &str = env!("CARGO_BIN_EXE_symbolon");
@@ -22,86 +20,6 @@ const DEV: &str = "spiffe://example.org/dev";
 const ADMIN: &str = "spiffe://example.org/admin";
 
 // === fixtures ===
-
-/// A running `symbolon ca serve` on a fixed port, killed on drop. stdout and
-/// stderr go to one log file that is appended to across restarts.
-struct CaServer {
-    child: Option<Child>,
-    sandbox: PathBuf,
-    dir: String,
-    port: u16,
-    log: PathBuf,
-}
-
-impl CaServer {
-    fn start(sb: &Sandbox, dir: &str) -> CaServer {
-        let mut s = CaServer {
-            child: None,
-            sandbox: sb.dir.path().to_path_buf(),
-            dir: dir.to_string(),
-            port: free_port(),
-            log: sb.path(&format!("serve-{dir}.log")),
-        };
-        s.spawn();
-        s
-    }
-
-    /// Starts the process (again) on the same port and waits until it
-    /// accepts. The listener is bound only after the CA has issued its own
-    /// HTTPS certificate, so an accepted connection means it is ready.
-    fn spawn(&mut self) {
-        assert!(self.child.is_none(), "already running");
-        let log = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .unwrap();
-        let child = Command::new(BIN)
-            .args(["ca", "serve", "--dir", &self.dir, "--listen"])
-            .arg(format!("127.0.0.1:{}", self.port))
-            .current_dir(&self.sandbox)
-            .env_remove("SYMBOLON_CA_DIR")
-            .env_remove("SYMBOLON_ROOT_PASSPHRASE")
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        self.child = Some(child);
-        let started = Instant::now();
-        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().unwrap()) {
-                panic!("ca serve exited ({status}):\n{}", self.log_text());
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(20),
-                "ca serve did not start:\n{}",
-                self.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("https://localhost:{}", self.port)
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for CaServer {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
 
 /// Another `symbolon` process in the background (the agent), killed on
 /// drop, with stdout and stderr in a log file.
@@ -186,7 +104,7 @@ fn token(sb: &Sandbox, dir: &str, identity: &str, ttl: &str) -> String {
     t
 }
 
-fn enroll(sb: &Sandbox, srv: &CaServer, fp: &str, token: &str, out: &str) -> Run {
+fn enroll(sb: &Sandbox, srv: &CaServe, fp: &str, token: &str, out: &str) -> Run {
     sb.run(&[
         "enroll",
         "--ca",
@@ -430,7 +348,7 @@ fn enroll_renew_revoke_end_to_end() {
     };
     let sb = Sandbox::new();
     let fp = new_ca(&sb);
-    let srv = CaServer::start(&sb, "ca");
+    let srv = CaServe::start(&sb, "ca");
 
     let tok = token(&sb, "ca", DEV, "15m");
     let r = enroll(&sb, &srv, &fp, &tok, "dev");
@@ -553,7 +471,7 @@ fn enroll_refusals_write_and_record_nothing() {
     // Made first so the 11-second wait overlaps the other cases.
     let short = token(&sb, "ca", "spiffe://example.org/short", "10s");
     let short_made = Instant::now();
-    let srv = CaServer::start(&sb, "ca");
+    let srv = CaServe::start(&sb, "ca");
 
     let refused = |tok: &str, out: &str, needles: &[&str]| {
         let before = ca_list(&sb);
@@ -611,7 +529,7 @@ fn enroll_refusals_write_and_record_nothing() {
 fn bug_wrong_fingerprint_message_names_the_pin() {
     let sb = Sandbox::new();
     new_ca(&sb);
-    let srv = CaServer::start(&sb, "ca");
+    let srv = CaServe::start(&sb, "ca");
     let tok = token(&sb, "ca", DEV, "15m");
     let r = enroll(&sb, &srv, &"ab".repeat(32), &tok, "dev");
     assert_eq!(r.code, 2, "{}", r.all());
@@ -626,7 +544,7 @@ fn bug_wrong_fingerprint_message_names_the_pin() {
 fn bug_pinning_intermediate_burns_token() {
     let sb = Sandbox::new();
     let fp = new_ca(&sb);
-    let srv = CaServer::start(&sb, "ca");
+    let srv = CaServe::start(&sb, "ca");
     let inter = inspect(&sb, "ca/intermediate.crt")["sha256_fingerprint"]
         .as_str()
         .unwrap()
@@ -655,7 +573,7 @@ fn api_refuses_bad_input_with_json_reasons() {
     let sb = Sandbox::new();
     let fp = new_ca(&sb);
     let admin_serial = issue(&sb, ADMIN, "client", "admin");
-    let srv = CaServer::start(&sb, "ca");
+    let srv = CaServe::start(&sb, "ca");
     let r = enroll(&sb, &srv, &fp, &token(&sb, "ca", DEV, "15m"), "dev");
     assert_eq!(r.code, 0, "{}", r.all());
     let dev_serial = serial_of(&sb, "dev/cert.pem");
@@ -808,7 +726,7 @@ fn token_failures_are_rate_limited() {
     let Some(c) = tool("curl") else { return };
     let sb = Sandbox::new();
     let fp = new_ca(&sb);
-    let srv = CaServer::start(&sb, "ca");
+    let srv = CaServe::start(&sb, "ca");
     let url = format!("{}/v1/enroll", srv.url());
     let good = token(&sb, "ca", DEV, "15m");
     let bad = forge(&good, "/dev", "/dew");
@@ -849,7 +767,7 @@ fn crl_roots_openapi_and_metrics() {
     issue(&sb, ADMIN, "client", "admin");
     let a = issue(&sb, "spiffe://example.org/a", "peer", "a");
     let b = issue(&sb, "spiffe://example.org/b", "peer", "b");
-    let srv = CaServer::start(&sb, "ca");
+    let srv = CaServe::start(&sb, "ca");
     let url = |p: &str| format!("{}{p}", srv.url());
 
     let h = curl(&sb, &c, &[&url("/v1/roots")]);
@@ -968,7 +886,7 @@ fn bug_metrics_label_unknown_v1_paths_verbatim() {
     let Some(c) = tool("curl") else { return };
     let sb = Sandbox::new();
     new_ca(&sb);
-    let srv = CaServer::start(&sb, "ca");
+    let srv = CaServe::start(&sb, "ca");
     let h = curl(&sb, &c, &[&format!("{}/v1/made-up-7f3a", srv.url())]);
     assert_refused(&h, 404, "not_found");
     let m = curl(&sb, &c, &[&format!("{}/metrics", srv.url())]).body;
@@ -991,7 +909,7 @@ fn bug_revoked_admin_certificate_keeps_admin_rights() {
     let sb = Sandbox::new();
     new_ca(&sb);
     let serial = issue(&sb, ADMIN, "client", "admin");
-    let srv = CaServer::start(&sb, "ca");
+    let srv = CaServe::start(&sb, "ca");
     let admin = ["--cert", "admin.crt", "--key", "admin.key"];
     let h = post(
         &sb,
@@ -1039,7 +957,7 @@ fn agent_keeps_short_lived_certificate_fresh_across_ca_restart() {
     let sb = Sandbox::new();
     let fp = new_ca(&sb);
     set_default_leaf(&sb, "30s");
-    let mut srv = CaServer::start(&sb, "ca");
+    let mut srv = CaServe::start(&sb, "ca");
     let r = enroll(&sb, &srv, &fp, &token(&sb, "ca", DEV, "15m"), "dev");
     assert_eq!(r.code, 0, "{}", r.all());
     // The CA applied the 30-second default.
@@ -1079,11 +997,11 @@ fn agent_keeps_short_lived_certificate_fresh_across_ca_restart() {
     let mut at_restart: Option<String> = None;
     loop {
         let t = started.elapsed();
-        if t >= down_at && at_restart.is_none() && srv.child.is_some() {
-            srv.stop();
+        if t >= down_at && at_restart.is_none() && srv.is_running() {
+            srv.kill9();
         }
-        if t >= up_at && srv.child.is_none() {
-            srv.spawn();
+        if t >= up_at && !srv.is_running() {
+            srv.restart();
             at_restart = Some(serials.last().unwrap().clone());
         }
         let v = sb.run(&["cert", "verify", "dev/cert.pem", "--trust", "ca/root.crt"]);
@@ -1155,7 +1073,7 @@ fn bug_agent_renews_short_certificates_far_too_early() {
     let sb = Sandbox::new();
     let fp = new_ca(&sb);
     set_default_leaf(&sb, "30s");
-    let srv = CaServer::start(&sb, "ca");
+    let srv = CaServe::start(&sb, "ca");
     let r = enroll(&sb, &srv, &fp, &token(&sb, "ca", DEV, "15m"), "dev");
     assert_eq!(r.code, 0, "{}", r.all());
     let url = srv.url();
@@ -1210,7 +1128,7 @@ fn agent_with_expired_certificate_asks_for_new_enrollment() {
         std::fs::copy(sb.path(from), sb.path(to)).unwrap();
     }
     // The CA is up, so the refusal is about the certificate, not the network.
-    let srv = CaServer::start(&sb, "ca");
+    let srv = CaServe::start(&sb, "ca");
     let started = Instant::now();
     while sb
         .run(&["cert", "verify", "dev/cert.pem", "--trust", "ca/root.crt"])

@@ -5,8 +5,6 @@
 //! and on PostgreSQL.
 
 use std::collections::BTreeSet;
-use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -16,76 +14,12 @@ use symbolon_core::Identity;
 use symbolon_node::agent::client::{CaUrl, post_json};
 use symbolon_tls::CaAnchor;
 
-use crate::gw_support::free_port;
+use crate::gw_support::{CaServe, free_port};
 use crate::replicas::Database;
 use crate::support::{Sandbox, tool};
 
 const ENROLLMENTS: usize = 2000;
 const KILLS: usize = 5;
-
-/// `ca serve` that can be killed (-9) and started again on the same port.
-pub struct Server {
-    child: Option<Child>,
-    pub port: u16,
-    args: Vec<String>,
-    cwd: std::path::PathBuf,
-}
-
-impl Server {
-    pub fn start(sb: &Sandbox, database: Option<&str>) -> Server {
-        let port = free_port();
-        let mut args: Vec<String> = ["ca", "serve", "--dir", "ca", "--listen"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        args.push(format!("127.0.0.1:{port}"));
-        if let Some(db) = database {
-            args.extend(["--database".to_string(), db.to_string()]);
-        }
-        let mut s = Server {
-            child: None,
-            port,
-            args,
-            cwd: sb.dir.path().to_path_buf(),
-        };
-        s.spawn();
-        s
-    }
-
-    fn spawn(&mut self) {
-        let child = Command::new(env!("CARGO_BIN_EXE_symbolon"))
-            .args(&self.args)
-            .current_dir(&self.cwd)
-            .env_remove("SYMBOLON_CA_DIR")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        self.child = Some(child);
-        let started = Instant::now();
-        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "ca serve did not come back"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn kill9(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            // Child::kill sends SIGKILL: no shutdown code runs.
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.kill9();
-    }
-}
 
 /// A cheap pseudo-random number from the clock (no rand dependency).
 fn jitter(max_ms: u64) -> Duration {
@@ -121,7 +55,7 @@ fn crash_during_enrollments(database: Option<&str>) {
         issue.extend(["--database", db]);
     }
     sb.ok(&issue);
-    let server = Arc::new(Mutex::new(Server::start(&sb, database)));
+    let server = Arc::new(Mutex::new(CaServe::on(&sb, "ca", free_port(), database)));
     let port = server.lock().unwrap().port;
     let ca = CaUrl {
         host: "localhost".into(),
@@ -165,7 +99,7 @@ fn crash_during_enrollments(database: Option<&str>) {
                 s.kill9();
                 kills += 1;
                 std::thread::sleep(jitter(100));
-                s.spawn();
+                s.restart();
             }
             kills
         })
@@ -307,7 +241,7 @@ fn crash_during_enrollments(database: Option<&str>) {
         {
             let mut s = server.lock().unwrap();
             s.kill9();
-            s.spawn();
+            s.restart();
         }
         rt.block_on(async {
             for (i, _) in chunk {

@@ -324,43 +324,88 @@ protocol = "{protocol}"
     )
 }
 
-/// `symbolon ca serve --dir DIR` on a free port, killed on drop, with its
-/// output in a log file. Ready once the port accepts: the listener is bound
-/// only after the CA has issued its own HTTPS certificate.
+/// `symbolon ca serve --dir DIR` as a child process, killed on drop, with
+/// its output appended to a log file. Ready once the port accepts: the
+/// listener is bound only after the CA has issued its own HTTPS certificate.
 pub struct CaServe {
-    pub child: Child,
+    child: Option<Child>,
     pub port: u16,
     pub log: PathBuf,
+    args: Vec<String>,
+    cwd: PathBuf,
 }
 
 impl CaServe {
+    /// On a free port, with the CA directory's own SQLite store.
     pub fn start(sb: &Sandbox, dir: &str) -> CaServe {
-        let port = free_port();
-        let log = sb.path(&format!("serve-{}.log", dir.replace('/', "-")));
+        CaServe::on(sb, dir, free_port(), None)
+    }
+
+    /// On `port` (for configs written before the CA starts), optionally
+    /// with `--database URL`.
+    pub fn on(sb: &Sandbox, dir: &str, port: u16, database: Option<&str>) -> CaServe {
+        let mut args: Vec<String> = ["ca", "serve", "--dir", dir, "--listen"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        args.push(format!("127.0.0.1:{port}"));
+        if let Some(db) = database {
+            args.extend(["--database".to_string(), db.to_string()]);
+        }
+        let mut s = CaServe {
+            child: None,
+            port,
+            log: sb.path(&format!("serve-{}-{port}.log", dir.replace('/', "-"))),
+            args,
+            cwd: sb.dir.path().to_path_buf(),
+        };
+        s.restart();
+        s
+    }
+
+    /// Starts the process (again, after [`CaServe::kill9`]) and waits until
+    /// it accepts connections.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "ca serve is already running");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_symbolon"))
-            .args(["ca", "serve", "--dir", dir, "--listen"])
-            .arg(format!("127.0.0.1:{port}"))
-            .current_dir(sb.dir.path())
+            .args(&self.args)
+            .current_dir(&self.cwd)
             .env_remove("SYMBOLON_CA_DIR")
             .env_remove("SYMBOLON_ROOT_PASSPHRASE")
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
+            .stderr(log)
             .spawn()
             .unwrap();
-        let mut s = CaServe { child, port, log };
+        self.child = Some(child);
         let started = Instant::now();
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Some(status) = s.child.try_wait().unwrap() {
-                panic!("ca serve exited ({status}):\n{}", s.log_text());
+        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().unwrap()) {
+                panic!("ca serve exited ({status}):\n{}", self.log_text());
             }
             assert!(
-                started.elapsed() < Duration::from_secs(20),
+                started.elapsed() < Duration::from_secs(30),
                 "ca serve did not start:\n{}",
-                s.log_text()
+                self.log_text()
             );
-            std::thread::sleep(Duration::from_millis(50));
+            std::thread::sleep(Duration::from_millis(20));
         }
-        s
+    }
+
+    /// SIGKILL (`Child::kill`): no shutdown code runs.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
     }
 
     pub fn url(&self) -> String {
@@ -374,7 +419,6 @@ impl CaServe {
 
 impl Drop for CaServe {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.kill9();
     }
 }

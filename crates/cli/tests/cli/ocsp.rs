@@ -1,51 +1,8 @@
 //! The OCSP responder of `ca serve`, checked with `openssl ocsp` and linted
 //! with pkilint's `lint_ocsp_response`.
 
-use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
-use crate::gw_support::free_port;
+use crate::gw_support::{CaServe, free_port};
 use crate::support::{Sandbox, run_tool, tool};
-
-/// `symbolon ca serve` as a child process, killed on drop.
-struct Serve(Child);
-
-impl Serve {
-    fn start(sb: &Sandbox, port: u16) -> Serve {
-        let log = std::fs::File::create(sb.path("serve.log")).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_symbolon"))
-            .args([
-                "ca",
-                "serve",
-                "--dir",
-                "ca",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-            ])
-            .current_dir(sb.dir.path())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let started = Instant::now();
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(20),
-                "ca serve did not start"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Serve(child)
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn ocsp(sb: &Sandbox, openssl: &std::path::Path, port: u16, respout: &str) -> String {
     let url = format!("https://localhost:{port}/v1/ocsp");
@@ -110,7 +67,7 @@ fn ocsp_says_good_then_revoked_with_reason_and_echoes_the_nonce() {
     let (code, text) = run_tool(&sb, &openssl, &["x509", "-in", "a.crt", "-out", "leaf.pem"]);
     assert_eq!(code, 0, "{text}");
     let port = free_port();
-    let _serve = Serve::start(&sb, port);
+    let _serve = CaServe::on(&sb, "ca", port, None);
 
     let good = ocsp(&sb, &openssl, port, "good.der");
     assert!(good.contains("leaf.pem: good"), "{good}");
@@ -163,7 +120,7 @@ fn ocsp_over_get_unknown_serials_and_malformed_requests() {
     ]);
     run_tool(&sb, &openssl, &["x509", "-in", "a.crt", "-out", "leaf.pem"]);
     let port = free_port();
-    let _serve = Serve::start(&sb, port);
+    let _serve = CaServe::on(&sb, "ca", port, None);
 
     // GET with the base64 request in the path (RFC 6960 appendix A.1).
     let (code, text) = run_tool(

@@ -1,10 +1,6 @@
 //! Regression tests named after what broke.
 
-use std::net::TcpStream;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
-
-use crate::gw_support::free_port;
+use crate::gw_support::{CaServe, free_port};
 use crate::support::{Sandbox, run_tool, tool};
 
 /// An enrolling client chose the certificate's common name through its CSR,
@@ -17,28 +13,7 @@ fn enrollment_ignores_the_common_name_the_requester_asks_for() {
     let sb = Sandbox::new();
     sb.init_ca(&[]);
     let port = free_port();
-    let mut serve = Command::new(env!("CARGO_BIN_EXE_symbolon"))
-        .args([
-            "ca",
-            "serve",
-            "--dir",
-            "ca",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-        ])
-        .current_dir(sb.dir.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let started = Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "ca serve did not start"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let mut serve = CaServe::on(&sb, "ca", port, None);
     let token = sb
         .ok(&[
             "ca",
@@ -97,8 +72,7 @@ fn enrollment_ignores_the_common_name_the_requester_asks_for() {
             &format!("https://localhost:{port}/v1/enroll"),
         ],
     );
-    let _ = serve.kill();
-    let _ = serve.wait();
+    serve.kill9();
     assert_eq!(code, 0, "{answer}");
     let v: serde_json::Value = serde_json::from_str(&answer).unwrap();
     std::fs::write(sb.path("issued.pem"), v["certificate"].as_str().unwrap()).unwrap();

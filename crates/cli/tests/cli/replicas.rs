@@ -2,52 +2,10 @@
 //! with no duplicate serial, single-use tokens across replicas, and one
 //! revocation state served by both.
 
-use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
-use crate::gw_support::free_port;
+use crate::gw_support::{CaServe, free_port};
 use crate::support::{Sandbox, run_tool, tool};
-
-struct Replica(Child);
-
-impl Replica {
-    fn start(sb: &Sandbox, port: u16, db: &str, log: &str) -> Replica {
-        let child = Command::new(env!("CARGO_BIN_EXE_symbolon"))
-            .args([
-                "ca",
-                "serve",
-                "--dir",
-                "ca",
-                "--database",
-                db,
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-            ])
-            .current_dir(sb.dir.path())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(sb.path(log)).unwrap())
-            .spawn()
-            .unwrap();
-        let started = Instant::now();
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "replica did not start: {}",
-                std::fs::read_to_string(sb.path(log)).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Replica(child)
-    }
-}
-
-impl Drop for Replica {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// A database created for this test and dropped afterwards.
 pub struct Database {
@@ -138,8 +96,8 @@ fn two_replicas_share_serials_tokens_and_revocations() {
     ]);
     let fp = fingerprint(&init.stdout);
     let (pa, pb) = (free_port(), free_port());
-    let _a = Replica::start(&sb, pa, &url, "a.log");
-    let _b = Replica::start(&sb, pb, &url, "b.log");
+    let _a = CaServe::on(&sb, "ca", pa, Some(&url));
+    let _b = CaServe::on(&sb, "ca", pb, Some(&url));
 
     // Tokens made against the shared store; each enrolled through one
     // replica, concurrently.

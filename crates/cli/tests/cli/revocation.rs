@@ -3,49 +3,11 @@
 //! fail-open when the control plane is gone, and refusing rollbacks.
 
 use std::io::{BufRead, BufReader};
-use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::gw_support::{Gateway, TcpBackend, free_port};
+use crate::gw_support::{CaServe, Gateway, TcpBackend, free_port};
 use crate::support::{Sandbox, tool};
-
-struct Serve(Child);
-
-impl Serve {
-    fn start(sb: &Sandbox, port: u16) -> Serve {
-        let child = Command::new(env!("CARGO_BIN_EXE_symbolon"))
-            .args([
-                "ca",
-                "serve",
-                "--dir",
-                "ca",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-            ])
-            .current_dir(sb.dir.path())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(sb.path(&format!("serve-{port}.log"))).unwrap())
-            .spawn()
-            .unwrap();
-        let started = Instant::now();
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(20),
-                "ca serve did not start"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Serve(child)
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn now() -> f64 {
     SystemTime::now()
@@ -212,7 +174,7 @@ fn revoking_by_cli_closes_live_connections_and_refuses_new_handshakes() {
     let sb = Sandbox::new();
     let (port, backend) = setup(&sb);
     let ca_port = free_port();
-    let _serve = Serve::start(&sb, ca_port);
+    let _serve = CaServe::on(&sb, "ca", ca_port, None);
     let cfg = gateway_config(
         port,
         backend.addr,
@@ -274,7 +236,7 @@ fn revoking_by_api_is_pushed_too() {
     let sb = Sandbox::new();
     let (port, backend) = setup(&sb);
     let ca_port = free_port();
-    let _serve = Serve::start(&sb, ca_port);
+    let _serve = CaServe::on(&sb, "ca", ca_port, None);
     let cfg = gateway_config(
         port,
         backend.addr,
@@ -339,7 +301,7 @@ fn control_plane_down_fail_closed_then_catches_up() {
     let sb = Sandbox::new();
     let (port, backend) = setup(&sb);
     let ca_port = free_port();
-    let serve = Serve::start(&sb, ca_port);
+    let serve = CaServe::on(&sb, "ca", ca_port, None);
     let cfg = gateway_config(
         port,
         backend.addr,
@@ -364,7 +326,7 @@ fn control_plane_down_fail_closed_then_catches_up() {
     // Revoked while the control plane was down; when it returns the gateway
     // catches up and refuses the certificate.
     sb.ok(&["ca", "revoke", "--dir", "ca", "--cert", "web.crt"]);
-    let _serve = Serve::start(&sb, ca_port);
+    let _serve = CaServe::on(&sb, "ca", ca_port, None);
     let started = Instant::now();
     loop {
         let log = gw.log_text();
@@ -389,7 +351,7 @@ fn control_plane_down_fail_open_passes_with_a_warning() {
     let sb = Sandbox::new();
     let (port, backend) = setup(&sb);
     let ca_port = free_port();
-    let serve = Serve::start(&sb, ca_port);
+    let serve = CaServe::on(&sb, "ca", ca_port, None);
     let cfg = gateway_config(
         port,
         backend.addr,
@@ -486,7 +448,7 @@ fn the_gateway_staples_ocsp_for_its_own_certificate() {
         "--out",
         "gw",
     ]);
-    let _serve = Serve::start(&sb, ca_port);
+    let _serve = CaServe::on(&sb, "ca", ca_port, None);
     let backend = TcpBackend::start();
     let port = free_port();
     let cfg = format!(
@@ -557,7 +519,7 @@ fn the_ocsp_source_refuses_a_revoked_certificate_and_fails_closed_without_a_resp
         "--out",
         "web",
     ]);
-    let serve = Serve::start(&sb, ca_port);
+    let serve = CaServe::on(&sb, "ca", ca_port, None);
     let backend = TcpBackend::start();
     let port = free_port();
     let cfg = gateway_config(

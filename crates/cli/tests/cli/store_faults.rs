@@ -14,8 +14,7 @@ use symbolon_core::Identity;
 use symbolon_node::agent::client::{CaUrl, post_json};
 use symbolon_tls::CaAnchor;
 
-use crate::crash::Server;
-use crate::gw_support::CaServe;
+use crate::gw_support::{CaServe, free_port};
 use crate::replicas::Database;
 use crate::support::{Sandbox, tool};
 
@@ -252,7 +251,7 @@ fn an_unreachable_database_refuses_to_issue_and_recovers_without_a_restart() {
             .to_string()
         })
         .collect();
-    let serve = Server::start(&sb, Some(&url));
+    let serve = CaServe::on(&sb, "ca", free_port(), Some(&url));
     let ca = CaUrl {
         host: "localhost".into(),
         port: serve.port,

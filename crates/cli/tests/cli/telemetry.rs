@@ -2,49 +2,11 @@
 //! client identity and service; with the control plane down the gateway
 //! keeps serving and only counts dropped reports.
 
-use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::gw_support::{Gateway, HttpBackend, free_port};
+use crate::gw_support::{CaServe, Gateway, HttpBackend, free_port};
 use crate::support::{Sandbox, run_tool, tool};
-
-struct Serve(Child);
-
-impl Serve {
-    fn start(sb: &Sandbox, port: u16) -> Serve {
-        let child = Command::new(env!("CARGO_BIN_EXE_symbolon"))
-            .args([
-                "ca",
-                "serve",
-                "--dir",
-                "ca",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-            ])
-            .current_dir(sb.dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let started = Instant::now();
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(20),
-                "ca serve did not start"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Serve(child)
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// Sums telemetry rows by (client, kind, reason) straight from the store.
 fn telemetry_rows(python: &std::path::Path, sb: &Sandbox) -> Vec<(String, String, String, i64)> {
@@ -104,7 +66,7 @@ fn gateway_telemetry_reaches_the_store_and_a_dead_control_plane_costs_only_a_cou
         "evil",
     ]);
     let ca_port = free_port();
-    let serve = Serve::start(&sb, ca_port);
+    let serve = CaServe::on(&sb, "ca", ca_port, None);
     let backend = HttpBackend::start();
     let (port, mport) = (free_port(), free_port());
     let cfg = format!(
