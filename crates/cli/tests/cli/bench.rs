@@ -32,54 +32,27 @@ fn gateway(sb: &Sandbox, backend: &HttpBackend, protocol: &str) -> Gateway {
 }
 
 /// Runs `symbolon bench ARGS --json -q`; returns (exit code, report, stderr).
-fn bench(sb: &Sandbox, args: &[&str]) -> (i32, Value, String) {
+fn bench<S: AsRef<str>>(sb: &Sandbox, args: &[S]) -> (i32, Value, String) {
     let mut all = vec!["bench"];
-    all.extend_from_slice(args);
+    all.extend(args.iter().map(AsRef::as_ref));
     all.extend_from_slice(&["--json", "-q"]);
     let r = sb.run(&all);
     let report = serde_json::from_str(&r.stdout).unwrap_or(Value::Null);
     (r.code, report, r.stderr)
 }
 
-fn as_client(name: &'static str) -> [&'static str; 6] {
-    match name {
-        "web" => [
-            "--cert",
-            "web.crt",
-            "--key",
-            "web.key",
-            "--trust",
-            "ca/root.crt",
-        ],
-        "other" => [
-            "--cert",
-            "other.crt",
-            "--key",
-            "other.key",
-            "--trust",
-            "ca/root.crt",
-        ],
-        "stranger" => [
-            "--cert",
-            "stranger.crt",
-            "--key",
-            "stranger.key",
-            "--trust",
-            "ca/root.crt",
-        ],
-        _ => unreachable!(),
-    }
-}
-
-fn with(base: &[&str], more: &[&'static str]) -> Vec<String> {
-    base.iter()
-        .chain(more.iter())
-        .map(|s| s.to_string())
-        .collect()
-}
-
-fn strs(v: &[String]) -> Vec<&str> {
-    v.iter().map(String::as_str).collect()
+/// `args` followed by client certificate NAME.crt/NAME.key and the test root.
+fn as_client(args: &[&str], name: &str) -> Vec<String> {
+    let mut v: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    v.extend([
+        "--cert".into(),
+        format!("{name}.crt"),
+        "--key".into(),
+        format!("{name}.key"),
+        "--trust".into(),
+        "ca/root.crt".into(),
+    ]);
+    v
 }
 
 fn check_latency(report: &Value) {
@@ -115,7 +88,7 @@ fn handshake_counts_full_then_resumed_handshakes_the_gateway_accepted() {
         "4",
     ];
 
-    let (code, r, err) = bench(&sb, &strs(&with(&base, &as_client("web"))));
+    let (code, r, err) = bench(&sb, &as_client(&base, "web"));
     assert_eq!(code, 0, "{r}\n{err}");
     assert_eq!(r["completed"], 40, "{r}");
     assert_eq!(r["failed"], 0, "{r}");
@@ -124,9 +97,9 @@ fn handshake_counts_full_then_resumed_handshakes_the_gateway_accepted() {
     assert_eq!(r["settings"]["mode"], "full", "{r}");
     check_latency(&r);
 
-    let mut resumed = with(&base, &as_client("web"));
+    let mut resumed = as_client(&base, "web");
     resumed.push("--resume".into());
-    let (code, r, err) = bench(&sb, &strs(&resumed));
+    let (code, r, err) = bench(&sb, &resumed);
     assert_eq!(code, 0, "{r}\n{err}");
     assert_eq!(r["completed"], 40, "{r}");
     // Every timed handshake resumed a session: tickets flow back over the
@@ -174,7 +147,7 @@ fn handshake_refusals_are_counted_by_the_alert_the_server_sent() {
         "--concurrency",
         "2",
     ];
-    let (code, r, _) = bench(&sb, &strs(&with(&base, &as_client("stranger"))));
+    let (code, r, _) = bench(&sb, &as_client(&base, "stranger"));
     assert_eq!(code, 1, "{r}");
     assert_eq!(r["completed"], 0, "{r}");
     assert_eq!(r["failed"], 10, "{r}");
@@ -185,7 +158,7 @@ fn handshake_refusals_are_counted_by_the_alert_the_server_sent() {
     // Nothing listening: refused connections, by name.
     let closed = format!("127.0.0.1:{}", free_port());
     let base = ["handshake", "--target", &closed, "--count", "3"];
-    let (code, r, _) = bench(&sb, &strs(&with(&base, &as_client("web"))));
+    let (code, r, _) = bench(&sb, &as_client(&base, "web"));
     assert_eq!(code, 1, "{r}");
     assert_eq!(r["errors"]["connection_refused"], 3, "{r}");
     assert_eq!(backend.bytes(), 0);
@@ -199,12 +172,9 @@ fn handshake_checks_the_servers_name_and_refuses_bad_arguments() {
     let gw = gateway(&sb, &backend, "http");
     let target = format!("127.0.0.1:{}", gw.port);
     // The gateway's certificate names localhost and 127.0.0.1, not this.
-    let mut args = with(
-        &["handshake", "--target", &target, "--count", "2"],
-        &as_client("web"),
-    );
+    let mut args = as_client(&["handshake", "--target", &target, "--count", "2"], "web");
     args.extend(["--server-name".into(), "api.example.org".into()]);
-    let (code, r, _) = bench(&sb, &strs(&args));
+    let (code, r, _) = bench(&sb, &args);
     assert_eq!(code, 1, "{r}");
     assert_eq!(r["errors"]["server_cert_not_valid_for_name"], 2, "{r}");
 
@@ -267,7 +237,7 @@ fn http_offers_every_request_through_the_gateway_on_keep_alive_connections() {
         "--body-size",
         "1KiB",
     ];
-    let (code, r, err) = bench(&sb, &strs(&with(&base, &as_client("web"))));
+    let (code, r, err) = bench(&sb, &as_client(&base, "web"));
     assert_eq!(code, 0, "{r}\n{err}");
     assert_eq!(r["settings"]["requests_offered"], 200, "{r}");
     assert_eq!(r["completed"], 200, "{r}");
@@ -312,7 +282,7 @@ fn http_counts_policy_denials_by_status_and_nothing_reaches_the_backend() {
     let gw = gateway(&sb, &backend, "http");
     let url = format!("https://localhost:{}/", gw.port);
     let base = ["http", "--target", &url, "--rate", "50", "--duration", "1s"];
-    let (code, r, err) = bench(&sb, &strs(&with(&base, &as_client("other"))));
+    let (code, r, err) = bench(&sb, &as_client(&base, "other"));
     assert_eq!(code, 1, "{r}\n{err}");
     assert_eq!(r["completed"], 0, "{r}");
     assert_eq!(r["errors"]["status_403"], 50, "{r}");
