@@ -684,3 +684,34 @@ fn crypto_reports_the_bound_per_key_type() {
     let r = sb.run(&["bench", "crypto", "--key-type", "dsa-512"]);
     assert_eq!(r.code, 2, "{}", r.all());
 }
+
+#[test]
+fn a_progress_line_each_second_goes_to_stderr_unless_quiet() {
+    let sb = Sandbox::new();
+    pki(&sb);
+    let backend = HttpBackend::start();
+    let direct = format!("http://{}/", backend.addr);
+    let args = [
+        "bench",
+        "http",
+        "--target",
+        &direct,
+        "--rate",
+        "20",
+        "--duration",
+        "3s",
+    ];
+    let r = sb.ok(&args);
+    let progress: Vec<&str> = r
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("http:") && l.contains("completed") && l.contains("failed"))
+        .collect();
+    assert!(progress.len() >= 2, "{}", r.stderr);
+    // The report itself is on stdout, untouched by the progress lines.
+    assert!(r.stdout.starts_with("http against "), "{}", r.stdout);
+    let mut quiet = args.to_vec();
+    quiet.push("-q");
+    let r = sb.ok(&quiet);
+    assert!(!r.stderr.contains("completed"), "{}", r.stderr);
+}
