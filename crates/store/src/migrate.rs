@@ -41,10 +41,7 @@ pub(crate) async fn run(
     backend: Backend,
     location: &str,
 ) -> Result<(), StoreError> {
-    let db = |source| StoreError::Database {
-        location: location.to_string(),
-        source,
-    };
+    let db = |source| crate::store::database_error(location, source);
     let migrations = match backend {
         Backend::Sqlite => SQLITE,
         Backend::Postgres => POSTGRES,

@@ -1,6 +1,7 @@
 use std::borrow::Cow;
 use std::path::Path;
 use std::sync::Once;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Executor, Row};
@@ -29,6 +30,45 @@ pub struct Store {
     location: String,
     /// The group-commit writer for issuance (see `batch`).
     batch: tokio::sync::mpsc::UnboundedSender<crate::batch::Job>,
+}
+
+/// When a write last met a read-only PostgreSQL (unix seconds; 0: never).
+/// A session opened while the database was read-only (a failover that
+/// landed on a standby, `default_transaction_read_only` set by an operator)
+/// stays read-only after the database is writable again, so for a while
+/// after such an error every pooled connection is asked, before use,
+/// whether its session is read-only, and closed if it is: the CA recovers
+/// without a restart. One flag per process: a false alarm costs only a
+/// round trip per acquire.
+static READ_ONLY_SEEN: AtomicI64 = AtomicI64::new(0);
+
+/// How long after a read-only error pooled connections are checked: sqlx
+/// replaces every connection within its 30-minute maximum lifetime anyway.
+const READ_ONLY_WATCH_SECS: i64 = 30 * 60;
+
+/// SQLSTATE 25006, read_only_sql_transaction.
+fn is_read_only(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.code().as_deref() == Some("25006"))
+}
+
+/// Every database error of the store is made here, so that a read-only
+/// database is noticed wherever a write meets it.
+pub(crate) fn database_error(location: &str, source: sqlx::Error) -> StoreError {
+    if is_read_only(&source) {
+        READ_ONLY_SEEN.store(
+            OffsetDateTime::now_utc().unix_timestamp(),
+            Ordering::Relaxed,
+        );
+    }
+    StoreError::Database {
+        location: location.to_string(),
+        source,
+    }
+}
+
+fn read_only_seen_lately() -> bool {
+    let seen = READ_ONLY_SEEN.load(Ordering::Relaxed);
+    seen != 0 && OffsetDateTime::now_utc().unix_timestamp() - seen < READ_ONLY_WATCH_SECS
 }
 
 fn ts(t: OffsetDateTime) -> i64 {
@@ -188,10 +228,7 @@ impl Store {
     async fn connect(url: &str, location: &str) -> Result<Store, StoreError> {
         static DRIVERS: Once = Once::new();
         DRIVERS.call_once(sqlx::any::install_default_drivers);
-        let err = |source| StoreError::Database {
-            location: location.to_string(),
-            source,
-        };
+        let err = |source| database_error(location, source);
         let backend = if url.starts_with("sqlite:") {
             Backend::Sqlite
         } else {
@@ -207,6 +244,17 @@ impl Store {
             // every later BEGIN on it would fail.
             .after_release(|conn, _| {
                 Box::pin(async move { Ok(!sqlx::Connection::is_in_transaction(conn)) })
+            })
+            .before_acquire(move |conn, _| {
+                Box::pin(async move {
+                    if backend != Backend::Postgres || !read_only_seen_lately() {
+                        return Ok(true);
+                    }
+                    let mode: String = sqlx::query_scalar("SHOW transaction_read_only")
+                        .fetch_one(&mut *conn)
+                        .await?;
+                    Ok(mode != "on")
+                })
             })
             .after_connect(move |conn, _| {
                 Box::pin(async move {
@@ -290,10 +338,7 @@ impl Store {
     }
 
     fn db(&self) -> impl Fn(sqlx::Error) -> StoreError + '_ {
-        |source| StoreError::Database {
-            location: self.location.clone(),
-            source,
-        }
+        |source| database_error(&self.location, source)
     }
 
     /// Records an issued certificate durably, with its audit record, in one
@@ -671,17 +716,11 @@ pub(crate) async fn begin_write(
         Backend::Sqlite => pool.begin_with("BEGIN IMMEDIATE").await,
         Backend::Postgres => pool.begin().await,
     };
-    tx.map_err(|source| StoreError::Database {
-        location: location.to_string(),
-        source,
-    })
+    tx.map_err(|source| database_error(location, source))
 }
 
 fn db_error(location: &str) -> impl Fn(sqlx::Error) -> StoreError + '_ {
-    move |source| StoreError::Database {
-        location: location.to_string(),
-        source,
-    }
+    move |source| database_error(location, source)
 }
 
 /// Records one issued certificate and its audit record inside the caller's

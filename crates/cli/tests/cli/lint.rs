@@ -1,7 +1,9 @@
-//! pkilint (DigiCert's RFC 5280 linter) over everything the real binary
-//! issues: roots, intermediates and leaves of every key type and profile,
-//! revocation pointers, and CRLs. Nothing at WARNING or above may be found,
-//! save one documented false positive for SPIFFE IDs.
+//! pkilint (DigiCert's RFC 5280 / RFC 6960 linter) over everything the real
+//! binary issues: roots, intermediates and leaves of every key type and
+//! profile, revocation pointers, CRLs, and every kind of OCSP response the
+//! responder sends (good, revoked, unknown, malformedRequest, unauthorized)
+//! under every key type. Nothing at WARNING or above may be found, save one
+//! documented false positive for SPIFFE IDs.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -9,18 +11,21 @@ use std::process::Command;
 
 use serde_json::Value;
 
-use crate::support::{Sandbox, tool};
+use crate::gw_support::{CaServe, free_port};
+use crate::support::{Sandbox, run_tool, tool};
 
 /// The pkilint entry points, or `None` (skip) when pkilint is not installed.
 struct Pkilint {
     cert: PathBuf,
     crl: PathBuf,
+    ocsp: PathBuf,
 }
 
 fn pkilint() -> Option<Pkilint> {
     Some(Pkilint {
         cert: tool("lint_pkix_cert")?,
         crl: tool("lint_crl")?,
+        ocsp: tool("lint_ocsp_response")?,
     })
 }
 
@@ -124,6 +129,43 @@ fn lint_crl(sb: &Sandbox, p: &Pkilint, file: &str) {
     );
 }
 
+/// Lints one DER OCSP response in the sandbox; a no-op when pkilint is not
+/// installed (which fails the run under `SYMBOLON_REQUIRE_ALL`).
+pub(crate) fn lint_ocsp_response(sb: &Sandbox, file: &str) {
+    if let Some(p) = pkilint() {
+        lint_ocsp(sb, &p, file);
+    }
+}
+
+fn lint_ocsp(sb: &Sandbox, p: &Pkilint, file: &str) {
+    let der = std::fs::read(sb.path(file)).unwrap();
+    assert!(!der.is_empty(), "{file} is empty: no response to lint");
+    assert_clean(
+        file,
+        run_lint(sb, &p.ocsp, &["--document-format", "DER", file]),
+    );
+}
+
+/// `openssl ocsp` against `ca serve` at `port` about `what` (`-cert FILE`
+/// or `-serial 0x…`), issuer `dir`'s intermediate; the DER response is
+/// saved as `out` and openssl's text returned.
+fn fetch_ocsp(sb: &Sandbox, port: u16, dir: &str, what: [&str; 2], out: &str) -> String {
+    let openssl = tool("openssl").expect("openssl (checked by the caller)");
+    let issuer = format!("{dir}/intermediate.crt");
+    let root = format!("{dir}/root.crt");
+    let url = format!("https://localhost:{port}/v1/ocsp");
+    let (code, text) = run_tool(
+        sb,
+        &openssl,
+        &[
+            "ocsp", "-issuer", &issuer, what[0], what[1], "-url", &url, "-CAfile", &root,
+            "-respout", out,
+        ],
+    );
+    assert_eq!(code, 0, "openssl ocsp {what:?}: {text}");
+    text
+}
+
 /// `ca issue --out PREFIX ARGS`, then the leaf alone (the first PEM block of
 /// PREFIX.crt, which also holds the intermediate) in PREFIX.leaf.pem, whose
 /// name is returned: pkilint lints exactly one certificate per file.
@@ -145,10 +187,12 @@ fn issue_leaf(sb: &Sandbox, ca: &str, prefix: &str, args: &[&str]) -> String {
 }
 
 /// A CA of `key_type` made by the binary: its root, its intermediate, a
-/// leaf of the same key type (SPIFFE ID and DNS name, peer profile), and a
-/// CRL revoking that leaf, all signed with that key type.
+/// leaf of the same key type (SPIFFE ID and DNS name, peer profile), the
+/// OCSP responses `ca serve` gives about it (good, then revoked with a
+/// reason, and unknown for a serial never issued), and a CRL revoking it,
+/// all signed with that key type.
 fn lint_ca_of_key_type(key_type: &str) {
-    let Some(p) = pkilint() else {
+    let (Some(p), Some(_)) = (pkilint(), tool("openssl")) else {
         return;
     };
     let sb = Sandbox::new();
@@ -180,6 +224,22 @@ fn lint_ca_of_key_type(key_type: &str) {
         ],
     );
     lint_cert(&sb, &p, &leaf);
+
+    let port = free_port();
+    let _serve = CaServe::on(&sb, &dir, port, None);
+    let good = fetch_ocsp(&sb, port, &dir, ["-cert", &leaf], "good.der");
+    assert!(good.contains(": good"), "{good}");
+    lint_ocsp(&sb, &p, "good.der");
+    let unknown = fetch_ocsp(
+        &sb,
+        port,
+        &dir,
+        ["-serial", "0x0123456789abcdef"],
+        "unknown.der",
+    );
+    assert!(unknown.contains(": unknown"), "{unknown}");
+    lint_ocsp(&sb, &p, "unknown.der");
+
     sb.ok(&[
         "ca",
         "revoke",
@@ -190,6 +250,10 @@ fn lint_ca_of_key_type(key_type: &str) {
         "--reason",
         "keyCompromise",
     ]);
+    let revoked = fetch_ocsp(&sb, port, &dir, ["-cert", &leaf], "revoked.der");
+    assert!(revoked.contains("Reason: keyCompromise"), "{revoked}");
+    lint_ocsp(&sb, &p, "revoked.der");
+
     sb.ok(&["ca", "crl", "--dir", &dir, "--out", "crl.pem"]);
     lint_crl(&sb, &p, "crl.pem");
 }

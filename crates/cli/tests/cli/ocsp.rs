@@ -2,6 +2,7 @@
 //! with pkilint's `lint_ocsp_response`.
 
 use crate::gw_support::{CaServe, free_port};
+use crate::lint::lint_ocsp_response;
 use crate::support::{Sandbox, run_tool, tool};
 
 fn ocsp(sb: &Sandbox, openssl: &std::path::Path, port: u16, respout: &str) -> String {
@@ -26,17 +27,6 @@ fn ocsp(sb: &Sandbox, openssl: &std::path::Path, port: u16, respout: &str) -> St
     );
     assert_eq!(code, 0, "{text}");
     text
-}
-
-fn assert_lints_clean(sb: &Sandbox, file: &str) {
-    let Some(lint) = tool("lint_ocsp_response") else {
-        return;
-    };
-    let (code, out) = run_tool(sb, &lint, &["lint", "-s", "WARNING", file]);
-    assert!(
-        code == 0 && out.trim().is_empty(),
-        "pkilint findings in {file}:\n{out}"
-    );
 }
 
 #[test]
@@ -74,7 +64,7 @@ fn ocsp_says_good_then_revoked_with_reason_and_echoes_the_nonce() {
     assert!(good.contains("Response verify OK"), "{good}");
     // openssl sends a nonce by default; the response must carry it back.
     assert!(good.contains("OCSP Nonce"), "{good}");
-    assert_lints_clean(&sb, "good.der");
+    lint_ocsp_response(&sb, "good.der");
 
     sb.ok(&[
         "ca",
@@ -90,7 +80,7 @@ fn ocsp_says_good_then_revoked_with_reason_and_echoes_the_nonce() {
     assert!(revoked.contains("leaf.pem: revoked"), "{revoked}");
     assert!(revoked.contains("Reason: keyCompromise"), "{revoked}");
     assert!(revoked.contains("Response verify OK"), "{revoked}");
-    assert_lints_clean(&sb, "revoked.der");
+    lint_ocsp_response(&sb, "revoked.der");
 }
 
 #[test]
@@ -177,6 +167,7 @@ fn ocsp_over_get_unknown_serials_and_malformed_requests() {
     );
     assert_eq!(code, 0, "{text}");
     assert!(text.contains("leaf.pem: good"), "{text}");
+    lint_ocsp_response(&sb, "get.der");
 
     // A serial this CA never issued: signed "unknown", not "good".
     let (code, text) = run_tool(
@@ -192,10 +183,13 @@ fn ocsp_over_get_unknown_serials_and_malformed_requests() {
             &format!("https://localhost:{port}/v1/ocsp"),
             "-CAfile",
             "ca/root.crt",
+            "-respout",
+            "unknown.der",
         ],
     );
     assert_eq!(code, 0, "{text}");
     assert!(text.contains(": unknown"), "{text}");
+    lint_ocsp_response(&sb, "unknown.der");
 
     // Garbage: an OCSP malformedRequest response (30 03 0a 01 01).
     std::fs::write(sb.path("junk.der"), b"not an ocsp request").unwrap();
@@ -222,6 +216,7 @@ fn ocsp_over_get_unknown_serials_and_malformed_requests() {
         std::fs::read(sb.path("junk-resp.der")).unwrap(),
         [0x30, 0x03, 0x0a, 0x01, 0x01]
     );
+    lint_ocsp_response(&sb, "junk-resp.der");
 
     // A request about another CA's certificate: unauthorized (6).
     sb.ok(&[
@@ -246,8 +241,11 @@ fn ocsp_over_get_unknown_serials_and_malformed_requests() {
             &format!("https://localhost:{port}/v1/ocsp"),
             "-CAfile",
             "ca/root.crt",
+            "-respout",
+            "unauthorized.der",
         ],
     );
+    lint_ocsp_response(&sb, "unauthorized.der");
     assert!(
         text.contains("unauthorized") || text.contains("Unauthorized"),
         "exit {code}: {text}"

@@ -46,6 +46,32 @@ impl Database {
     pub fn url(&self) -> String {
         format!("postgres://postgres@127.0.0.1:5432/{}", self.name)
     }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Runs `sql` as the superuser, connected to the `postgres` database.
+    pub fn admin(&self, sql: &str) {
+        let out = Command::new(&self.psql)
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+                "-c",
+                sql,
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "psql -c {sql:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }
 
 impl Drop for Database {

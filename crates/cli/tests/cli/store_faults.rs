@@ -1,7 +1,9 @@
 //! Store faults: with its SQLite store on a full filesystem, or its
-//! PostgreSQL database unreachable, `ca serve` refuses to issue with a
-//! clear reason, hands out no certificate it did not record, burns no
-//! token, and issues again as soon as the fault clears, without a restart.
+//! PostgreSQL database unreachable or read-only, `ca serve` refuses to
+//! issue with a clear reason, hands out no certificate it did not record,
+//! burns no token, and issues again as soon as the fault clears, without a
+//! restart. OCSP answers `tryLater` while the store cannot be read, and
+//! keeps answering from a read-only one.
 
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -15,8 +17,85 @@ use symbolon_node::agent::client::{CaUrl, post_json};
 use symbolon_tls::CaAnchor;
 
 use crate::gw_support::{CaServe, free_port};
+use crate::lint::lint_ocsp_response;
 use crate::replicas::Database;
-use crate::support::{Sandbox, tool};
+use crate::support::{Sandbox, run_tool, tool};
+
+/// Enrolls `spiffe://example.org/fault/N` with a token for it, over HTTPS
+/// at a running `ca serve`, as an agent would.
+struct Enroller {
+    ca: CaUrl,
+    root: rustls::pki_types::CertificateDer<'static>,
+    key: rcgen::KeyPair,
+    rt: tokio::runtime::Runtime,
+}
+
+impl Enroller {
+    fn new(sb: &Sandbox, dir: &str, serve: &CaServe) -> Enroller {
+        let root = symbolon_pki::input::load_certificates(&sb.path(&format!("{dir}/root.crt")))
+            .unwrap()
+            .remove(0);
+        Enroller {
+            ca: CaUrl {
+                host: "localhost".into(),
+                port: serve.port,
+            },
+            root,
+            key: symbolon_pki::KeyType::EcdsaP256.generate().unwrap(),
+            rt: tokio::runtime::Runtime::new().unwrap(),
+        }
+    }
+
+    fn enroll(&self, n: usize, token: &str) -> Result<serde_json::Value, String> {
+        let id: Identity = format!("spiffe://example.org/fault/{n}").parse().unwrap();
+        let csr = symbolon_node::agent::csr_pem(&[id], &self.key).unwrap();
+        self.rt
+            .block_on(post_json(
+                &self.ca,
+                CaAnchor::Root(self.root.clone()),
+                None,
+                "/v1/enroll",
+                &json!({"token": token, "csr": csr}),
+            ))
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// `openssl ocsp` about `cert` (a leaf PEM in the sandbox) at `serve`,
+/// the DER response saved as `out` (also when it is an error response).
+fn ocsp(sb: &Sandbox, serve: &CaServe, dir: &str, cert: &str, out: &str) -> String {
+    let openssl = tool("openssl").expect("openssl (checked by the caller)");
+    let url = format!("{}/v1/ocsp", serve.url());
+    let (_, text) = run_tool(
+        sb,
+        &openssl,
+        &[
+            "ocsp",
+            "-issuer",
+            &format!("{dir}/intermediate.crt"),
+            "-cert",
+            cert,
+            "-url",
+            &url,
+            "-CAfile",
+            &format!("{dir}/root.crt"),
+            "-respout",
+            out,
+        ],
+    );
+    text
+}
+
+/// The first certificate (the leaf) of an enrollment answer, as PEM in
+/// `file`.
+fn save_leaf(sb: &Sandbox, answer: &serde_json::Value, file: &str) {
+    let chain = answer["certificate"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no certificate in {answer}"));
+    const END: &str = "-----END CERTIFICATE-----\n";
+    let end = chain.find(END).unwrap() + END.len();
+    std::fs::write(sb.path(file), &chain[..end]).unwrap();
+}
 
 /// A small tmpfs mounted for this test, unmounted on drop.
 struct Mount {
@@ -107,32 +186,14 @@ fn a_full_disk_refuses_to_issue_and_recovers_without_a_restart() {
     ]);
     let tokens: Vec<String> = (0..3).map(|n| token(&sb, n)).collect();
     let serve = CaServe::start(&sb, "mnt/ca");
-    let ca = CaUrl {
-        host: "localhost".into(),
-        port: serve.port,
-    };
-    let root = symbolon_pki::input::load_certificates(&sb.path("mnt/ca/root.crt"))
-        .unwrap()
-        .remove(0);
-    let key = symbolon_pki::KeyType::EcdsaP256.generate().unwrap();
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let enroll = |n: usize| {
-        let id: Identity = format!("spiffe://example.org/fault/{n}").parse().unwrap();
-        let csr = symbolon_node::agent::csr_pem(&[id], &key).unwrap();
-        rt.block_on(post_json(
-            &ca,
-            CaAnchor::Root(root.clone()),
-            None,
-            "/v1/enroll",
-            &json!({"token": tokens[n], "csr": csr}),
-        ))
-    };
+    let client = Enroller::new(&sb, "mnt/ca", &serve);
+    let enroll = |n: usize| client.enroll(n, &tokens[n]);
 
     // Disk full: refused as store_unavailable, nothing recorded.
     let filler = fill(&sb.path("mnt"));
     let e = enroll(0).expect_err("issued on a full disk");
-    assert!(e.to_string().contains("store_unavailable"), "{e}");
-    assert!(e.to_string().contains("503"), "{e}");
+    assert!(e.contains("store_unavailable"), "{e}");
+    assert!(e.contains("503"), "{e}");
     std::fs::remove_file(&filler).unwrap();
     assert_eq!(stored(&sb), 0);
     // Space again: the same token still works (the refused attempt burned
@@ -252,34 +313,122 @@ fn an_unreachable_database_refuses_to_issue_and_recovers_without_a_restart() {
         })
         .collect();
     let serve = CaServe::on(&sb, "ca", free_port(), Some(&url));
-    let ca = CaUrl {
-        host: "localhost".into(),
-        port: serve.port,
-    };
-    let root = symbolon_pki::input::load_certificates(&sb.path("ca/root.crt"))
-        .unwrap()
-        .remove(0);
-    let key = symbolon_pki::KeyType::EcdsaP256.generate().unwrap();
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let enroll = |n: usize| {
-        let id: Identity = format!("spiffe://example.org/fault/{n}").parse().unwrap();
-        let csr = symbolon_node::agent::csr_pem(&[id], &key).unwrap();
-        rt.block_on(post_json(
-            &ca,
-            CaAnchor::Root(root.clone()),
-            None,
-            "/v1/enroll",
-            &json!({"token": tokens[n], "csr": csr}),
-        ))
-    };
-    assert!(enroll(0).unwrap()["serial"].is_string());
+    let client = Enroller::new(&sb, "ca", &serve);
+    let enroll = |n: usize| client.enroll(n, &tokens[n]);
+    let first = enroll(0).unwrap();
+    assert!(first["serial"].is_string(), "{first}");
+    save_leaf(&sb, &first, "leaf.pem");
 
     proxy.set_up(false);
     let e = enroll(1).expect_err("issued without its database");
-    assert!(e.to_string().contains("store_unavailable"), "{e}");
+    assert!(e.contains("store_unavailable"), "{e}");
+    // OCSP cannot look the certificate up: tryLater (3), never "good".
+    ocsp(&sb, &serve, "ca", "leaf.pem", "trylater.der");
+    assert_eq!(
+        std::fs::read(sb.path("trylater.der")).unwrap(),
+        [0x30, 0x03, 0x0a, 0x01, 0x03]
+    );
+    lint_ocsp_response(&sb, "trylater.der");
     proxy.set_up(true);
     // The same token, once the database is back: nothing was burned.
     let ok = enroll(1).unwrap_or_else(|e| panic!("{e}"));
+    assert!(ok["serial"].is_string(), "{ok}");
+    let list = sb.ok(&["ca", "list", "--dir", "ca", "--database", &url, "--json"]);
+    let faults = list
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["identities"].to_string().contains("/fault/"))
+        .count();
+    assert_eq!(faults, 2);
+    let audit = sb.ok(&["ca", "audit", "verify", "--dir", "ca", "--database", &url]);
+    assert!(audit.stdout.contains("intact"), "{}", audit.all());
+    drop(serve);
+}
+
+/// A PostgreSQL database that an operator (or a failover onto a standby)
+/// makes read-only while `ca serve` runs: every session the CA opens from
+/// then on refuses writes. Issuance is refused as `store_unavailable`
+/// without burning the token, OCSP keeps answering from the readable store,
+/// and once the database is writable again the CA issues with the same
+/// token without a restart, although its pooled sessions were opened
+/// read-only.
+#[test]
+fn a_read_only_database_refuses_to_issue_and_recovers_without_a_restart() {
+    let (Some(psql), Some(_)) = (tool("psql"), tool("openssl")) else {
+        return;
+    };
+    let Some(db) = Database::create(&psql) else {
+        return;
+    };
+    let url = db.url();
+    let sb = Sandbox::new();
+    sb.ok(&[
+        "ca",
+        "init",
+        "--dir",
+        "ca",
+        "--insecure-plaintext-root-key",
+        "--trust-domain",
+        "example.org",
+    ]);
+    let tokens: Vec<String> = (0..2)
+        .map(|n| {
+            sb.ok(&[
+                "ca",
+                "token",
+                "--dir",
+                "ca",
+                "--database",
+                &url,
+                "--identity",
+                &format!("spiffe://example.org/fault/{n}"),
+            ])
+            .stdout
+            .trim()
+            .to_string()
+        })
+        .collect();
+    let serve = CaServe::on(&sb, "ca", free_port(), Some(&url));
+    let client = Enroller::new(&sb, "ca", &serve);
+    let first = client.enroll(0, &tokens[0]).unwrap();
+    save_leaf(&sb, &first, "leaf.pem");
+
+    // Read-only for every new session; the CA's open sessions are cut, as
+    // a failover would, so it reconnects into read-only sessions.
+    db.admin(&format!(
+        "ALTER DATABASE {} SET default_transaction_read_only = on",
+        db.name()
+    ));
+    db.admin(&format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{}'",
+        db.name()
+    ));
+    for _ in 0..2 {
+        let e = client
+            .enroll(1, &tokens[1])
+            .expect_err("issued into a read-only database");
+        assert!(e.contains("503") && e.contains("store_unavailable"), "{e}");
+    }
+    assert!(
+        serve.log_text().contains("read-only transaction"),
+        "the log should say why: {}",
+        serve.log_text()
+    );
+    let text = ocsp(&sb, &serve, "ca", "leaf.pem", "good.der");
+    assert!(text.contains("leaf.pem: good"), "{text}");
+    lint_ocsp_response(&sb, "good.der");
+
+    // Writable again for new sessions only: the CA's pooled sessions were
+    // opened read-only and must be replaced, not reused.
+    db.admin(&format!(
+        "ALTER DATABASE {} RESET default_transaction_read_only",
+        db.name()
+    ));
+    let ok = client
+        .enroll(1, &tokens[1])
+        .unwrap_or_else(|e| panic!("{e}\n{}", serve.log_text()));
     assert!(ok["serial"].is_string(), "{ok}");
     let list = sb.ok(&["ca", "list", "--dir", "ca", "--database", &url, "--json"]);
     let faults = list
