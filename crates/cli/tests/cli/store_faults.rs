@@ -1,8 +1,9 @@
-//! Store faults: with its SQLite store on a full filesystem, or its
-//! PostgreSQL database unreachable or read-only, `ca serve` refuses to
+//! Store faults: with its SQLite store on a full filesystem or on one the
+//! kernel turned read-only, or its PostgreSQL database unreachable or
+//! read-only, `ca serve` refuses to
 //! issue with a clear reason, hands out no certificate it did not record,
-//! burns no token, and issues again as soon as the fault clears, without a
-//! restart. OCSP answers `tryLater` while the store cannot be read, and
+//! burns no token, and issues again as soon as the fault clears (without a
+//! restart, save after a filesystem repair, which needs the store closed). OCSP answers `tryLater` while the store cannot be read, and
 //! keeps answering from a read-only one.
 
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -119,6 +120,32 @@ impl Mount {
             dir: dir.to_path_buf(),
         }
     }
+
+    /// An ext4 filesystem in the image file `image`, mounted with
+    /// `errors=remount-ro` (the default on many distributions): on an
+    /// error the kernel makes it read-only until it is repaired.
+    fn ext4(image: &Path, dir: &Path) -> Mount {
+        std::fs::create_dir_all(dir).unwrap();
+        run_ok("mount", &["-o", "loop,errors=remount-ro"], &[image, dir]);
+        Mount {
+            dir: dir.to_path_buf(),
+        }
+    }
+}
+
+/// Runs a system command, which must succeed (`paths` after `args`).
+fn run_ok(program: &str, args: &[&str], paths: &[&Path]) {
+    let out = Command::new(program)
+        .args(args)
+        .args(paths)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{program} {args:?} {paths:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 impl Drop for Mount {
@@ -442,4 +469,78 @@ fn a_read_only_database_refuses_to_issue_and_recovers_without_a_restart() {
     let audit = sb.ok(&["ca", "audit", "verify", "--dir", "ca", "--database", &url]);
     assert!(audit.stdout.contains("intact"), "{}", audit.all());
     drop(serve);
+}
+
+/// The CA directory on an ext4 filesystem that meets an error and is
+/// turned read-only by the kernel (`errors=remount-ro`) while `ca serve`
+/// runs: issuance is refused as `store_unavailable`, nothing unrecorded is
+/// handed out, the token is not burned; after the operator stops the CA,
+/// repairs the filesystem (`e2fsck`) and mounts it again, the same token
+/// works.
+#[test]
+fn a_filesystem_turned_read_only_refuses_to_issue_and_issues_after_repair() {
+    let (Some(_), Some(_), Some(_)) = (tool("mount"), tool("mkfs.ext4"), tool("e2fsck")) else {
+        return;
+    };
+    let sb = Sandbox::new();
+    let image = sb.path("ext4.img");
+    std::fs::File::create(&image)
+        .unwrap()
+        .set_len(64 << 20)
+        .unwrap();
+    run_ok("mkfs.ext4", &["-q"], &[&image]);
+    let mnt = sb.path("mnt");
+    let mount = Mount::ext4(&image, &mnt);
+    sb.ok(&[
+        "ca",
+        "init",
+        "--dir",
+        "mnt/ca",
+        "--insecure-plaintext-root-key",
+        "--trust-domain",
+        "example.org",
+    ]);
+    let tokens: Vec<String> = (0..2).map(|n| token(&sb, n)).collect();
+    let mut serve = CaServe::start(&sb, "mnt/ca");
+    let client = Enroller::new(&sb, "mnt/ca", &serve);
+    assert!(client.enroll(0, &tokens[0]).unwrap()["serial"].is_string());
+
+    // A filesystem error: ext4 turns the mount read-only at once.
+    let source = Command::new("findmnt")
+        .args(["-n", "-o", "SOURCE"])
+        .arg(&mnt)
+        .output()
+        .unwrap();
+    let device = String::from_utf8_lossy(&source.stdout).trim().to_string();
+    let name = device.rsplit('/').next().unwrap();
+    std::fs::write(format!("/sys/fs/ext4/{name}/trigger_fs_error"), "test\n").unwrap();
+    let e = client
+        .enroll(1, &tokens[1])
+        .expect_err("issued on a read-only filesystem");
+    assert!(e.contains("503") && e.contains("store_unavailable"), "{e}");
+
+    // The operator's repair: stop the CA, unmount, fsck, mount, start.
+    serve.kill9();
+    run_ok("umount", &[], &[&mnt]);
+    drop(mount);
+    let fsck = Command::new("e2fsck")
+        .arg("-fy")
+        .arg(&image)
+        .output()
+        .unwrap();
+    // 0: clean, 1: errors corrected.
+    assert!(
+        matches!(fsck.status.code(), Some(0 | 1)),
+        "e2fsck: {}",
+        String::from_utf8_lossy(&fsck.stdout)
+    );
+    let _mount = Mount::ext4(&image, &mnt);
+    serve.restart();
+    let ok = client
+        .enroll(1, &tokens[1])
+        .unwrap_or_else(|e| panic!("{e}\n{}", serve.log_text()));
+    assert!(ok["serial"].is_string(), "{ok}");
+    assert_eq!(stored(&sb), 2);
+    let audit = sb.ok(&["ca", "audit", "verify", "--dir", "mnt/ca"]);
+    assert!(audit.stdout.contains("intact"), "{}", audit.all());
 }
