@@ -16,19 +16,7 @@ pub struct Database {
 impl Database {
     pub fn create(psql: &std::path::Path) -> Option<Database> {
         let name = format!("symbolon_r_{}_{}", std::process::id(), free_port());
-        let out = Command::new(psql)
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-U",
-                "postgres",
-                "-d",
-                "postgres",
-                "-c",
-                &format!("CREATE DATABASE {name}"),
-            ])
-            .output()
-            .unwrap();
+        let out = as_superuser(psql, &format!("CREATE DATABASE {name}"));
         if !out.status.success() {
             let msg = String::from_utf8_lossy(&out.stderr).to_string();
             if std::env::var("SYMBOLON_REQUIRE_ALL").is_ok_and(|v| v == "1") {
@@ -53,19 +41,7 @@ impl Database {
 
     /// Runs `sql` as the superuser, connected to the `postgres` database.
     pub fn admin(&self, sql: &str) {
-        let out = Command::new(&self.psql)
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-U",
-                "postgres",
-                "-d",
-                "postgres",
-                "-c",
-                sql,
-            ])
-            .output()
-            .unwrap();
+        let out = as_superuser(&self.psql, sql);
         assert!(
             out.status.success(),
             "psql -c {sql:?}: {}",
@@ -74,20 +50,29 @@ impl Database {
     }
 }
 
+/// `psql -c SQL` as the superuser, connected to the `postgres` database.
+fn as_superuser(psql: &std::path::Path, sql: &str) -> std::process::Output {
+    Command::new(psql)
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-d",
+            "postgres",
+            "-c",
+            sql,
+        ])
+        .output()
+        .unwrap()
+}
+
 impl Drop for Database {
     fn drop(&mut self) {
-        let _ = Command::new(&self.psql)
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-U",
-                "postgres",
-                "-d",
-                "postgres",
-                "-c",
-                &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
-            ])
-            .output();
+        as_superuser(
+            &self.psql,
+            &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+        );
     }
 }
 

@@ -185,14 +185,63 @@ fn token(sb: &Sandbox, n: usize) -> String {
     r.stdout.trim().to_string()
 }
 
-fn stored(sb: &Sandbox) -> usize {
-    let r = sb.ok(&["ca", "list", "--dir", "mnt/ca", "--json"]);
-    r.json()
+/// A CA in `ca` whose store is the PostgreSQL database at `url`, and
+/// tokens for `spiffe://example.org/fault/0..n`.
+fn ca_on_postgres(url: &str, n: usize) -> (Sandbox, Vec<String>) {
+    let sb = Sandbox::new();
+    sb.ok(&[
+        "ca",
+        "init",
+        "--dir",
+        "ca",
+        "--insecure-plaintext-root-key",
+        "--trust-domain",
+        "example.org",
+    ]);
+    let tokens = (0..n)
+        .map(|i| {
+            let id = format!("spiffe://example.org/fault/{i}");
+            let args = [
+                "ca",
+                "token",
+                "--dir",
+                "ca",
+                "--database",
+                url,
+                "--identity",
+                &id,
+            ];
+            sb.ok(&args).stdout.trim().to_string()
+        })
+        .collect();
+    (sb, tokens)
+}
+
+/// The CA of the tests whose store is on a filesystem of their own.
+const MNT_CA: &[&str] = &["--dir", "mnt/ca"];
+
+/// How many fault certificates are recorded in the store that `store`
+/// names (`--dir …`, maybe `--database …`).
+fn recorded(sb: &Sandbox, store: &[&str]) -> usize {
+    let mut list = vec!["ca", "list", "--json"];
+    list.extend_from_slice(store);
+    sb.ok(&list)
+        .json()
         .as_array()
         .unwrap()
         .iter()
         .filter(|c| c["identities"].to_string().contains("/fault/"))
         .count()
+}
+
+/// Exactly `n` fault certificates are recorded in `store`, and its audit
+/// chain is intact.
+fn assert_recorded_and_intact(sb: &Sandbox, store: &[&str], n: usize) {
+    assert_eq!(recorded(sb, store), n, "fault certificates recorded");
+    let mut verify = vec!["ca", "audit", "verify"];
+    verify.extend_from_slice(store);
+    let audit = sb.ok(&verify);
+    assert!(audit.stdout.contains("intact"), "{}", audit.all());
 }
 
 #[test]
@@ -222,25 +271,23 @@ fn a_full_disk_refuses_to_issue_and_recovers_without_a_restart() {
     assert!(e.contains("store_unavailable"), "{e}");
     assert!(e.contains("503"), "{e}");
     std::fs::remove_file(&filler).unwrap();
-    assert_eq!(stored(&sb), 0);
+    assert_eq!(recorded(&sb, MNT_CA), 0);
     // Space again: the same token still works (the refused attempt burned
     // nothing), without restarting the CA.
     let ok = enroll(0).unwrap_or_else(|e| panic!("{e}\n{}", serve.log_text()));
     assert!(ok["serial"].is_string(), "{ok}");
-    assert_eq!(stored(&sb), 1);
+    assert_eq!(recorded(&sb, MNT_CA), 1);
 
     let ok = enroll(1).unwrap_or_else(|e| panic!("{e}\n{}", serve.log_text()));
     assert!(ok["serial"].is_string(), "{ok}");
     let ok = enroll(2).unwrap_or_else(|e| panic!("{e}\n{}", serve.log_text()));
     assert!(ok["serial"].is_string(), "{ok}");
-    assert_eq!(stored(&sb), 3);
+    assert_recorded_and_intact(&sb, MNT_CA, 3);
     assert!(
         serve.log_text().contains("store failure"),
         "{}",
         serve.log_text()
     );
-    let audit = sb.ok(&["ca", "audit", "verify", "--dir", "mnt/ca"]);
-    assert!(audit.stdout.contains("intact"), "{}", audit.all());
     drop(serve);
 }
 
@@ -312,33 +359,7 @@ fn an_unreachable_database_refuses_to_issue_and_recovers_without_a_restart() {
         proxy.port,
         db.url().rsplit('/').next().unwrap()
     );
-    let sb = Sandbox::new();
-    sb.ok(&[
-        "ca",
-        "init",
-        "--dir",
-        "ca",
-        "--insecure-plaintext-root-key",
-        "--trust-domain",
-        "example.org",
-    ]);
-    let tokens: Vec<String> = (0..2)
-        .map(|n| {
-            sb.ok(&[
-                "ca",
-                "token",
-                "--dir",
-                "ca",
-                "--database",
-                &url,
-                "--identity",
-                &format!("spiffe://example.org/fault/{n}"),
-            ])
-            .stdout
-            .trim()
-            .to_string()
-        })
-        .collect();
+    let (sb, tokens) = ca_on_postgres(&url, 2);
     let serve = CaServe::on(&sb, "ca", free_port(), Some(&url));
     let client = Enroller::new(&sb, "ca", &serve);
     let enroll = |n: usize| client.enroll(n, &tokens[n]);
@@ -360,17 +381,7 @@ fn an_unreachable_database_refuses_to_issue_and_recovers_without_a_restart() {
     // The same token, once the database is back: nothing was burned.
     let ok = enroll(1).unwrap_or_else(|e| panic!("{e}"));
     assert!(ok["serial"].is_string(), "{ok}");
-    let list = sb.ok(&["ca", "list", "--dir", "ca", "--database", &url, "--json"]);
-    let faults = list
-        .json()
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|c| c["identities"].to_string().contains("/fault/"))
-        .count();
-    assert_eq!(faults, 2);
-    let audit = sb.ok(&["ca", "audit", "verify", "--dir", "ca", "--database", &url]);
-    assert!(audit.stdout.contains("intact"), "{}", audit.all());
+    assert_recorded_and_intact(&sb, &["--dir", "ca", "--database", &url], 2);
     drop(serve);
 }
 
@@ -390,33 +401,7 @@ fn a_read_only_database_refuses_to_issue_and_recovers_without_a_restart() {
         return;
     };
     let url = db.url();
-    let sb = Sandbox::new();
-    sb.ok(&[
-        "ca",
-        "init",
-        "--dir",
-        "ca",
-        "--insecure-plaintext-root-key",
-        "--trust-domain",
-        "example.org",
-    ]);
-    let tokens: Vec<String> = (0..2)
-        .map(|n| {
-            sb.ok(&[
-                "ca",
-                "token",
-                "--dir",
-                "ca",
-                "--database",
-                &url,
-                "--identity",
-                &format!("spiffe://example.org/fault/{n}"),
-            ])
-            .stdout
-            .trim()
-            .to_string()
-        })
-        .collect();
+    let (sb, tokens) = ca_on_postgres(&url, 2);
     let serve = CaServe::on(&sb, "ca", free_port(), Some(&url));
     let client = Enroller::new(&sb, "ca", &serve);
     let first = client.enroll(0, &tokens[0]).unwrap();
@@ -457,17 +442,7 @@ fn a_read_only_database_refuses_to_issue_and_recovers_without_a_restart() {
         .enroll(1, &tokens[1])
         .unwrap_or_else(|e| panic!("{e}\n{}", serve.log_text()));
     assert!(ok["serial"].is_string(), "{ok}");
-    let list = sb.ok(&["ca", "list", "--dir", "ca", "--database", &url, "--json"]);
-    let faults = list
-        .json()
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|c| c["identities"].to_string().contains("/fault/"))
-        .count();
-    assert_eq!(faults, 2);
-    let audit = sb.ok(&["ca", "audit", "verify", "--dir", "ca", "--database", &url]);
-    assert!(audit.stdout.contains("intact"), "{}", audit.all());
+    assert_recorded_and_intact(&sb, &["--dir", "ca", "--database", &url], 2);
     drop(serve);
 }
 
@@ -540,7 +515,5 @@ fn a_filesystem_turned_read_only_refuses_to_issue_and_issues_after_repair() {
         .enroll(1, &tokens[1])
         .unwrap_or_else(|e| panic!("{e}\n{}", serve.log_text()));
     assert!(ok["serial"].is_string(), "{ok}");
-    assert_eq!(stored(&sb), 2);
-    let audit = sb.ok(&["ca", "audit", "verify", "--dir", "mnt/ca"]);
-    assert!(audit.stdout.contains("intact"), "{}", audit.all());
+    assert_recorded_and_intact(&sb, MNT_CA, 2);
 }
