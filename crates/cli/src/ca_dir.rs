@@ -36,6 +36,51 @@ pub struct CaConfig {
     pub admins: Vec<String>,
     #[serde(default)]
     pub lifetimes: Lifetimes,
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+/// What one client may hold of `ca serve`: slots, and how long it may take
+/// to handshake, to send a request's headers (or sit idle between
+/// requests), and to send a whole request.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Connections served at once; more are closed as they arrive.
+    #[serde(default = "max_connections")]
+    pub max_connections: usize,
+    #[serde(default = "handshake_timeout")]
+    pub handshake_timeout: String,
+    /// Also how long an idle keep-alive connection is kept.
+    #[serde(default = "header_timeout")]
+    pub header_timeout: String,
+    /// From the end of the headers to the response, body upload included.
+    #[serde(default = "request_timeout")]
+    pub request_timeout: String,
+}
+
+fn max_connections() -> usize {
+    4096
+}
+fn handshake_timeout() -> String {
+    "10s".into()
+}
+fn header_timeout() -> String {
+    "30s".into()
+}
+fn request_timeout() -> String {
+    "60s".into()
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: max_connections(),
+            handshake_timeout: handshake_timeout(),
+            header_timeout: header_timeout(),
+            request_timeout: request_timeout(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
@@ -88,6 +133,7 @@ pub struct Settings {
     pub max_leaf: Duration,
     pub crl_next_update: Duration,
     pub telemetry_retention: Duration,
+    pub limits: symbolon_server::Limits,
 }
 
 impl CaConfig {
@@ -100,6 +146,26 @@ impl CaConfig {
         let max_leaf = dur("max_leaf", &self.lifetimes.max_leaf)?;
         let crl_next_update = dur("crl_next_update", &self.lifetimes.crl_next_update)?;
         let telemetry_retention = dur("telemetry_retention", &self.lifetimes.telemetry_retention)?;
+        let limit = |key: &str, v: &str| {
+            let d = parse_duration(v).map_err(|e| anyhow::anyhow!("{f}: limits.{key}: {e}"))?;
+            if d < Duration::from_secs(1) || d > Duration::from_secs(3600) {
+                bail!("{f}: limits.{key}: {v:?} must be between 1s and 1h");
+            }
+            Ok(d)
+        };
+        let l = &self.limits;
+        let limits = symbolon_server::Limits {
+            max_connections: l.max_connections,
+            handshake_timeout: limit("handshake_timeout", &l.handshake_timeout)?,
+            header_timeout: limit("header_timeout", &l.header_timeout)?,
+            request_timeout: limit("request_timeout", &l.request_timeout)?,
+        };
+        if !(1..=1_000_000).contains(&l.max_connections) {
+            bail!(
+                "{f}: limits.max_connections: {} must be between 1 and 1000000",
+                l.max_connections
+            );
+        }
         if default_leaf > max_leaf {
             bail!(
                 "{f}: lifetimes.default_leaf ({}) is longer than lifetimes.max_leaf ({}); shorten it or raise max_leaf",
@@ -134,6 +200,7 @@ impl CaConfig {
             max_leaf,
             crl_next_update,
             telemetry_retention,
+            limits,
         })
     }
 }

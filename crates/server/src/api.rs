@@ -96,6 +96,16 @@ fn err(status: StatusCode, reason: &'static str, message: impl Into<String>) -> 
     }
 }
 
+/// 408 for a request that did not arrive whole in time (`limits.request_timeout`).
+pub(crate) fn request_timeout(limit: std::time::Duration) -> Response {
+    err(
+        StatusCode::REQUEST_TIMEOUT,
+        "request_timeout",
+        format!("the request did not arrive whole within {limit:?}; send it again"),
+    )
+    .into_response()
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         (

@@ -12,4 +12,4 @@ mod ui;
 // === the public interface ===
 pub use api::MAX_BODY;
 pub use authority::{Authority, IssueError};
-pub use serve::{METRICS, ServeOptions, run};
+pub use serve::{Limits, METRICS, ServeOptions, run};

@@ -6,14 +6,14 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use symbolon_core::{Identity, Metrics};
 use symbolon_pki::{LeafSpec, Profile};
 use symbolon_store::CrlRecord;
 use symbolon_tls::{ClientAuthMode, ServerTls, SessionState, TrustBundle};
 use time::OffsetDateTime;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
@@ -57,6 +57,11 @@ pub const METRICS: symbolon_core::MetricHelp = &[
         "histogram",
         "API request latency.",
     ),
+    (
+        "symbolon_ca_connections_refused_total",
+        "counter",
+        "Connections closed before serving them, by reason (max_connections, handshake_timeout).",
+    ),
 ];
 
 /// The endpoint a path belongs to, as a metric label: a fixed set, so
@@ -92,6 +97,22 @@ pub struct ServeOptions {
     pub listen: SocketAddr,
     /// Host names and addresses the CA's own certificate is issued for.
     pub names: Vec<Identity>,
+    pub limits: Limits,
+}
+
+/// What one client may hold of the CA: without these, connections that
+/// never finish a handshake, never finish their headers, or trickle a body
+/// would each keep a socket and a task forever.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Connections served at once; more are closed as they arrive.
+    pub max_connections: usize,
+    pub handshake_timeout: Duration,
+    /// To send a request's headers; also the longest an idle HTTP/1.1
+    /// keep-alive connection is kept.
+    pub header_timeout: Duration,
+    /// From the end of the headers to the response, body upload included.
+    pub request_timeout: Duration,
 }
 
 pub fn note_crl(metrics: &Metrics, crl: &CrlRecord) {
@@ -250,20 +271,44 @@ pub async fn run(auth: Authority, opts: ServeOptions) -> Result<(), String> {
     });
 
     let router = api::router(state.clone());
+    let limits = opts.limits.clone();
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let mut http = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    http.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout);
     loop {
         let Ok((tcp, remote)) = listener.accept().await else {
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            metrics.inc(
+                "symbolon_ca_connections_refused_total",
+                &[("reason", "max_connections")],
+            );
+            tracing::warn!(
+                reason = "max_connections",
+                remote = %remote,
+                "connection refused: {} connections are open (limits.max_connections)",
+                limits.max_connections
+            );
+            drop(tcp);
+            continue;
+        };
         let tls = rx.borrow().clone();
         let router = router.clone();
         let metrics = metrics.clone();
+        let http = http.clone();
+        let request_timeout = limits.request_timeout;
+        let handshake_timeout = limits.handshake_timeout;
         tokio::spawn(async move {
+            let _slot = slot;
             let Ok((cfg, outcome)) = tls.for_connection() else {
                 return;
             };
             let stream = match tokio::time::timeout(
-                Duration::from_secs(10),
+                handshake_timeout,
                 TlsAcceptor::from(cfg).accept(tcp),
             )
             .await
@@ -283,7 +328,18 @@ pub async fn run(auth: Authority, opts: ServeOptions) -> Result<(), String> {
                     }
                     return;
                 }
-                Err(_) => return,
+                Err(_) => {
+                    metrics.inc(
+                        "symbolon_ca_connections_refused_total",
+                        &[("reason", "handshake_timeout")],
+                    );
+                    tracing::info!(
+                        reason = "handshake_timeout",
+                        remote = %remote,
+                        "no complete handshake within {handshake_timeout:?} (limits.handshake_timeout)"
+                    );
+                    return;
+                }
             };
             let recorded = outcome.lock().ok().and_then(|mut o| o.take());
             let peer = match recorded {
@@ -310,7 +366,22 @@ pub async fn run(auth: Authority, opts: ServeOptions) -> Result<(), String> {
                     async move {
                         let started = std::time::Instant::now();
                         let path = req.uri().path().to_string();
-                        let resp = router.oneshot(req.map(axum::body::Body::new)).await;
+                        let resp = match tokio::time::timeout(
+                            request_timeout,
+                            router.oneshot(req.map(axum::body::Body::new)),
+                        )
+                        .await
+                        {
+                            Ok(r) => r,
+                            Err(_) => {
+                                tracing::info!(
+                                    reason = "request_timeout",
+                                    remote = %remote,
+                                    "{path}: no complete request within {request_timeout:?} (limits.request_timeout)"
+                                );
+                                Ok(api::request_timeout(request_timeout))
+                            }
+                        };
                         if let Ok(r) = &resp {
                             // Label by endpoint, never by user-supplied paths.
                             let label = endpoint_label(&path);
@@ -328,9 +399,7 @@ pub async fn run(auth: Authority, opts: ServeOptions) -> Result<(), String> {
                     }
                 },
             );
-            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(stream), svc)
-                .await;
+            let _ = http.serve_connection(TokioIo::new(stream), svc).await;
         });
     }
 }

@@ -139,6 +139,7 @@ pub async fn init(args: InitArgs) -> CmdResult {
         },
         admins: vec![format!("spiffe://{td}/admin")],
         lifetimes: Lifetimes::default(),
+        limits: Default::default(),
     };
     let config_path = dir.join(ca_dir::CONFIG);
     let settings = config.clone().validate(&config_path)?;

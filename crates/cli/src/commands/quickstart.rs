@@ -220,12 +220,14 @@ pub async fn run(args: QuickstartArgs) -> CmdResult {
 
     let serve_names = vec![Identity::dns("localhost")?, Identity::ip("127.0.0.1")?];
     let listen: SocketAddr = ([127, 0, 0, 1], ca_port).into();
+    let limits = ca.settings.limits.clone();
     tokio::spawn(async move {
         if let Err(e) = symbolon_server::run(
             ca.auth,
             symbolon_server::ServeOptions {
                 listen,
                 names: serve_names,
+                limits,
             },
         )
         .await

@@ -70,6 +70,7 @@ pub async fn serve(args: ServeArgs) -> CmdResult {
         symbolon_server::ServeOptions {
             listen: args.listen,
             names,
+            limits: ca.settings.limits.clone(),
         },
     )
     .await

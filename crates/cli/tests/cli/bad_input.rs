@@ -429,6 +429,33 @@ fn a_bad_duration_in_ca_toml_is_named() {
 }
 
 #[test]
+fn bad_connection_limits_in_ca_toml_are_named() {
+    let sb = ca_with_leaf();
+    let serve = ["ca", "serve", "--dir", "ca", "--listen", "127.0.0.1:1"];
+    for (from, to, named) in [
+        (
+            "max_connections = 4096",
+            "max_connections = 0",
+            &["ca/ca.toml", "limits.max_connections", "between 1 and"][..],
+        ),
+        (
+            "header_timeout = \"30s\"",
+            "header_timeout = \"0s\"",
+            &["ca/ca.toml", "limits.header_timeout", "between 1s and 1h"][..],
+        ),
+        (
+            "request_timeout = \"60s\"",
+            "request_timeout = \"forever\"",
+            &["ca/ca.toml", "limits.request_timeout", "forever"][..],
+        ),
+    ] {
+        let original = edit_config(&sb, from, to);
+        assert_unusable(&sb, &serve, named);
+        std::fs::write(sb.path("ca/ca.toml"), original).unwrap();
+    }
+}
+
+#[test]
 fn an_unknown_key_in_ca_toml_is_named() {
     let sb = ca_with_leaf();
     let args = [
