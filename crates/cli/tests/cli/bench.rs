@@ -114,15 +114,7 @@ fn handshake_counts_full_then_resumed_handshakes_the_gateway_accepted() {
 fn handshake_refusals_are_counted_by_the_alert_the_server_sent() {
     let sb = Sandbox::new();
     pki(&sb);
-    sb.ok(&[
-        "ca",
-        "init",
-        "--dir",
-        "ca2",
-        "--insecure-plaintext-root-key",
-        "--trust-domain",
-        "example.org",
-    ]);
+    sb.init_plain_ca("ca2", &[]);
     sb.ok(&[
         "ca",
         "issue",

@@ -455,18 +455,7 @@ fn enroll_renew_revoke_end_to_end() {
 fn enroll_refusals_write_and_record_nothing() {
     let sb = Sandbox::new();
     let fp = new_ca(&sb);
-    let other_fp = fingerprint_in(
-        &sb.ok(&[
-            "ca",
-            "init",
-            "--dir",
-            "other",
-            "--insecure-plaintext-root-key",
-            "--trust-domain",
-            "example.org",
-        ])
-        .stdout,
-    );
+    let other_fp = fingerprint_in(&sb.init_plain_ca("other", &[]).stdout);
     assert_ne!(other_fp, fp);
     // Made first so the 11-second wait overlaps the other cases.
     let short = token(&sb, "ca", "spiffe://example.org/short", "10s");

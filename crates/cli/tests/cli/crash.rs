@@ -32,15 +32,7 @@ fn jitter(max_ms: u64) -> Duration {
 
 fn crash_during_enrollments(database: Option<&str>) {
     let sb = Sandbox::new();
-    sb.ok(&[
-        "ca",
-        "init",
-        "--dir",
-        "ca",
-        "--insecure-plaintext-root-key",
-        "--trust-domain",
-        "example.org",
-    ]);
+    sb.init_plain_ca("ca", &[]);
     let mut issue = vec![
         "ca",
         "issue",

@@ -1131,15 +1131,7 @@ fn resumed_session_is_refused_after_the_client_ca_changes() {
     // An unrelated CA with the same names as ours (`ca init` names every
     // CA "Symbolon Root CA" by default): the harder case for the verifier,
     // which must still call it an unknown CA, not a bad signature.
-    sb.ok(&[
-        "ca",
-        "init",
-        "--dir",
-        "ca2",
-        "--insecure-plaintext-root-key",
-        "--trust-domain",
-        "example.org",
-    ]);
+    sb.init_plain_ca("ca2", &[]);
     let backend = HttpBackend::start();
     let port = free_port();
     let gw = Gateway::start(
@@ -1219,15 +1211,7 @@ fn foreign_root_with_the_same_name_is_unknown_ca() {
     };
     let sb = Sandbox::new();
     pki(&sb);
-    sb.ok(&[
-        "ca",
-        "init",
-        "--dir",
-        "ca2",
-        "--insecure-plaintext-root-key",
-        "--trust-domain",
-        "example.org",
-    ]);
+    sb.init_plain_ca("ca2", &[]);
     // The independent checker: leaf → intermediate verifies, and the
     // foreign root is not accepted as the intermediate's issuer.
     let (code, out) = crate::support::run_tool(

@@ -177,15 +177,7 @@ fn tls_closed_within(s: &mut Tls, within: Duration) -> Option<Vec<u8>> {
 #[test]
 fn ca_serve_caps_connections_and_drops_slow_handshakes_headers_and_bodies() {
     let sb = Sandbox::new();
-    sb.ok(&[
-        "ca",
-        "init",
-        "--dir",
-        "ca",
-        "--insecure-plaintext-root-key",
-        "--trust-domain",
-        "example.org",
-    ]);
+    sb.init_plain_ca("ca", &[]);
     // `ca init` writes the defaults; tighten them.
     let path = sb.path("ca/ca.toml");
     let mut toml = std::fs::read_to_string(&path).unwrap();

@@ -35,15 +35,7 @@ fn ocsp_says_good_then_revoked_with_reason_and_echoes_the_nonce() {
         return;
     };
     let sb = Sandbox::new();
-    sb.ok(&[
-        "ca",
-        "init",
-        "--dir",
-        "ca",
-        "--insecure-plaintext-root-key",
-        "--trust-domain",
-        "example.org",
-    ]);
+    sb.init_plain_ca("ca", &[]);
     sb.ok(&[
         "ca",
         "issue",
@@ -89,15 +81,7 @@ fn ocsp_over_get_unknown_serials_and_malformed_requests() {
         return;
     };
     let sb = Sandbox::new();
-    sb.ok(&[
-        "ca",
-        "init",
-        "--dir",
-        "ca",
-        "--insecure-plaintext-root-key",
-        "--trust-domain",
-        "example.org",
-    ]);
+    sb.init_plain_ca("ca", &[]);
     sb.ok(&[
         "ca",
         "issue",

@@ -96,15 +96,7 @@ fn two_replicas_share_serials_tokens_and_revocations() {
     };
     let url = db.url();
     let sb = Sandbox::new();
-    let init = sb.ok(&[
-        "ca",
-        "init",
-        "--dir",
-        "ca",
-        "--insecure-plaintext-root-key",
-        "--trust-domain",
-        "example.org",
-    ]);
+    let init = sb.init_plain_ca("ca", &[]);
     let fp = fingerprint(&init.stdout);
     let (pa, pb) = (free_port(), free_port());
     let _a = CaServe::on(&sb, "ca", pa, Some(&url));

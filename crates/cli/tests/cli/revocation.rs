@@ -62,15 +62,7 @@ print(json.dumps(out), flush=True)
 "#;
 
 fn setup(sb: &Sandbox) -> (u16, TcpBackend) {
-    sb.ok(&[
-        "ca",
-        "init",
-        "--dir",
-        "ca",
-        "--insecure-plaintext-root-key",
-        "--trust-domain",
-        "example.org",
-    ]);
+    sb.init_plain_ca("ca", &[]);
     sb.ok(&[
         "ca",
         "issue",
@@ -423,17 +415,10 @@ fn the_gateway_staples_ocsp_for_its_own_certificate() {
     };
     let sb = Sandbox::new();
     let ca_port = free_port();
-    sb.ok(&[
+    sb.init_plain_ca(
         "ca",
-        "init",
-        "--dir",
-        "ca",
-        "--insecure-plaintext-root-key",
-        "--trust-domain",
-        "example.org",
-        "--public-url",
-        &format!("https://localhost:{ca_port}"),
-    ]);
+        &["--public-url", &format!("https://localhost:{ca_port}")],
+    );
     sb.ok(&[
         "ca",
         "issue",
@@ -484,17 +469,10 @@ fn the_ocsp_source_refuses_a_revoked_certificate_and_fails_closed_without_a_resp
     };
     let sb = Sandbox::new();
     let ca_port = free_port();
-    sb.ok(&[
+    sb.init_plain_ca(
         "ca",
-        "init",
-        "--dir",
-        "ca",
-        "--insecure-plaintext-root-key",
-        "--trust-domain",
-        "example.org",
-        "--public-url",
-        &format!("https://localhost:{ca_port}"),
-    ]);
+        &["--public-url", &format!("https://localhost:{ca_port}")],
+    );
     sb.ok(&[
         "ca",
         "issue",

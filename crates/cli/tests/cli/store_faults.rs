@@ -189,15 +189,7 @@ fn token(sb: &Sandbox, n: usize) -> String {
 /// tokens for `spiffe://example.org/fault/0..n`.
 fn ca_on_postgres(url: &str, n: usize) -> (Sandbox, Vec<String>) {
     let sb = Sandbox::new();
-    sb.ok(&[
-        "ca",
-        "init",
-        "--dir",
-        "ca",
-        "--insecure-plaintext-root-key",
-        "--trust-domain",
-        "example.org",
-    ]);
+    sb.init_plain_ca("ca", &[]);
     let tokens = (0..n)
         .map(|i| {
             let id = format!("spiffe://example.org/fault/{i}");
@@ -251,15 +243,7 @@ fn a_full_disk_refuses_to_issue_and_recovers_without_a_restart() {
     };
     let sb = Sandbox::new();
     let _mnt = Mount::tmpfs(&sb.path("mnt"), "8m");
-    sb.ok(&[
-        "ca",
-        "init",
-        "--dir",
-        "mnt/ca",
-        "--insecure-plaintext-root-key",
-        "--trust-domain",
-        "example.org",
-    ]);
+    sb.init_plain_ca("mnt/ca", &[]);
     let tokens: Vec<String> = (0..3).map(|n| token(&sb, n)).collect();
     let serve = CaServe::start(&sb, "mnt/ca");
     let client = Enroller::new(&sb, "mnt/ca", &serve);
@@ -466,15 +450,7 @@ fn a_filesystem_turned_read_only_refuses_to_issue_and_issues_after_repair() {
     run_ok("mkfs.ext4", &["-q"], &[&image]);
     let mnt = sb.path("mnt");
     let mount = Mount::ext4(&image, &mnt);
-    sb.ok(&[
-        "ca",
-        "init",
-        "--dir",
-        "mnt/ca",
-        "--insecure-plaintext-root-key",
-        "--trust-domain",
-        "example.org",
-    ]);
+    sb.init_plain_ca("mnt/ca", &[]);
     let tokens: Vec<String> = (0..2).map(|n| token(&sb, n)).collect();
     let mut serve = CaServe::start(&sb, "mnt/ca");
     let client = Enroller::new(&sb, "mnt/ca", &serve);

@@ -60,6 +60,22 @@ impl Sandbox {
         self.ok(&args)
     }
 
+    /// `ca init --dir DIR` with a plaintext root key and trust domain
+    /// example.org, plus `extra` arguments.
+    pub fn init_plain_ca(&self, dir: &str, extra: &[&str]) -> Run {
+        let mut args = vec![
+            "ca",
+            "init",
+            "--dir",
+            dir,
+            "--insecure-plaintext-root-key",
+            "--trust-domain",
+            "example.org",
+        ];
+        args.extend_from_slice(extra);
+        self.ok(&args)
+    }
+
     /// Lists every file under the sandbox (relative paths, sorted).
     pub fn files(&self) -> Vec<String> {
         fn walk(base: &Path, dir: &Path, out: &mut Vec<String>) {
