@@ -2,8 +2,8 @@
 //! handshake hold at most `max_connections` slots, the excess is refused
 //! at once, the slow ones are dropped after `handshake_timeout`, memory
 //! stays bounded, and a legitimate client is served once slots free up.
-//! The gateway and `ca serve` alike; the CA also drops clients that
-//! trickle their headers or their body.
+//! The gateway and `ca serve` alike; both also drop clients that trickle
+//! their headers (the CA their body too).
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -119,8 +119,8 @@ spiffe_id = ["spiffe://example.org/ns/prod/sa/web"]
 
 type Tls = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
 
-/// A finished TLS handshake with the CA at `port`, without a client
-/// certificate, trusting `ca/root.crt`.
+/// A finished TLS handshake with the CA or the gateway at `port` (as
+/// `localhost`), without a client certificate, trusting `ca/root.crt`.
 fn tls_to(sb: &Sandbox, port: u16) -> Tls {
     let mut roots = rustls::RootCertStore::empty();
     for c in symbolon_pki::input::load_certificates(&sb.path("ca/root.crt")).unwrap() {
@@ -278,4 +278,63 @@ fn ca_serve_caps_connections_and_drops_slow_handshakes_headers_and_bodies() {
         log.matches("reason=\"request_timeout\"").count() >= 5,
         "{log}"
     );
+}
+
+#[test]
+fn a_gateway_drops_clients_that_trickle_their_headers_and_then_serves_others() {
+    let sb = Sandbox::new();
+    pki(&sb);
+    let backend = HttpBackend::start();
+    let port = free_port();
+    // Permissive: anyone may finish a handshake, so only the header
+    // timeout stands between a trickling client and a slot kept forever.
+    let config = format!(
+        r#"[server]
+listen = "127.0.0.1:{port}"
+cert = "gw.crt"
+key = "gw.key"
+client_ca = "ca/root.crt"
+mode = "permissive"
+header_timeout = "2s"
+max_connections = 5
+
+[upstream]
+address = "{}"
+protocol = "http"
+
+[[policy.rule]]
+name = "web"
+effect = "allow"
+spiffe_id = ["spiffe://example.org/ns/prod/sa/web"]
+"#,
+        backend.addr
+    );
+    let gw = Gateway::start(&sb, "gw.toml", &config, port);
+    let started = Instant::now();
+    let mut trickling: Vec<Tls> = (0..5)
+        .map(|_| {
+            let mut s = tls_to(&sb, port);
+            s.write_all(b"GET /hello HTTP/1.1\r\nHost: localhost\r\n")
+                .unwrap();
+            s
+        })
+        .collect();
+    let r = handshakes(&sb, port, "1");
+    assert_eq!(
+        r["completed"], 0,
+        "a client got in past max_connections: {r}"
+    );
+    gw.wait_log("server.max_connections (5) reached");
+
+    for s in &mut trickling {
+        tls_closed_within(s, Duration::from_secs(10)).expect("trickling client kept");
+    }
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(1800),
+        "dropped after {waited:?}, before the 2s header timeout"
+    );
+    let served = handshakes(&sb, port, "5");
+    assert_eq!(served["completed"], 5, "{served}\n{}", gw.log_text());
+    assert_eq!(backend.bytes(), 0, "a partial request reached the backend");
 }

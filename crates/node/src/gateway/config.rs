@@ -89,6 +89,9 @@ pub struct ServerSection {
     pub mode: String,
     #[serde(default = "ten_seconds")]
     pub handshake_timeout: String,
+    /// HTTP mode: to send a request's headers, or sit idle between requests.
+    #[serde(default = "thirty_seconds")]
+    pub header_timeout: String,
     #[serde(default = "max_connections")]
     pub max_connections: usize,
     pub max_connection_lifetime: Option<String>,
@@ -132,6 +135,9 @@ fn strict() -> String {
 }
 fn ten_seconds() -> String {
     "10s".into()
+}
+fn thirty_seconds() -> String {
+    "30s".into()
 }
 fn max_connections() -> usize {
     10_000
@@ -183,6 +189,7 @@ pub struct ServerSettings {
     pub client_ca: PathBuf,
     pub permissive: bool,
     pub handshake_timeout: Duration,
+    pub header_timeout: Duration,
     pub max_connections: usize,
     pub max_connection_lifetime: Option<Duration>,
     pub revocation: Option<RevocationSettings>,
@@ -201,13 +208,25 @@ pub struct ClientSettings {
 
 /// Reads and validates a gateway configuration file.
 pub fn load(file: &Path) -> Result<Loaded, ConfigError> {
+    let text = std::fs::read_to_string(file).map_err(|e| ConfigError {
+        file: file.to_path_buf(),
+        message: format!("cannot read: {e}"),
+    })?;
+    parse(file, &text)
+}
+
+/// Validates the text of the configuration file `file` (which names it in
+/// errors and anchors relative paths). Not pure: it checks that the named
+/// certificate and key files exist, reads `server.client_ca` when
+/// `[revocation]` is set, resolves `upstream.address` and reads zoneinfo
+/// for IANA time-zone names in policy windows.
+pub fn parse(file: &Path, text: &str) -> Result<Loaded, ConfigError> {
     let err = |message: String| ConfigError {
         file: file.to_path_buf(),
         message,
     };
-    let text = std::fs::read_to_string(file).map_err(|e| err(format!("cannot read: {e}")))?;
     let raw: GatewayConfig =
-        toml::from_str(&text).map_err(|e| err(e.to_string().trim_end().to_string()))?;
+        toml::from_str(text).map_err(|e| err(e.to_string().trim_end().to_string()))?;
     let base = file.parent().map(Path::to_path_buf).unwrap_or_default();
     let resolve = |p: &Path| {
         if p.is_absolute() {
@@ -268,6 +287,7 @@ pub fn load(file: &Path) -> Result<Loaded, ConfigError> {
                 client_ca,
                 permissive,
                 handshake_timeout: dur("server.handshake_timeout", &s.handshake_timeout)?,
+                header_timeout: dur("server.header_timeout", &s.header_timeout)?,
                 max_connections: s.max_connections,
                 revocation,
                 max_connection_lifetime: s

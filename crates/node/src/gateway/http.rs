@@ -13,7 +13,7 @@ use http_body_util::{BodyExt, Full, combinators::BoxBody};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use symbolon_core::{RequestFacts, normalize_path};
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
@@ -56,6 +56,7 @@ fn json_response(status: StatusCode, body: serde_json::Value) -> Response<Body> 
 }
 
 pub async fn serve_connection(stream: TlsStream<TcpStream>, ctx: ConnContext, shared: Arc<Shared>) {
+    let header_timeout = shared.settings.header_timeout;
     let ctx = Arc::new(ctx);
     let svc_ctx = ctx.clone();
     let service = hyper::service::service_fn(move |req| {
@@ -63,7 +64,13 @@ pub async fn serve_connection(stream: TlsStream<TcpStream>, ctx: ConnContext, sh
         let shared = shared.clone();
         async move { Ok::<_, Infallible>(handle(req, &ctx, &shared).await) }
     });
-    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    // Without a timer hyper never times out headers: a client could hold a
+    // slot forever by trickling them, or by idling between requests.
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout);
     let conn = builder.serve_connection(TokioIo::new(stream), service);
     tokio::select! {
         _ = conn => {}
