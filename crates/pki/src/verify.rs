@@ -332,8 +332,42 @@ fn check_leaf(
             ));
         }
     }
+    check_san_strings(x, who)?;
     if let Some(name) = &opts.name {
         check_name(x, who, name)?;
+    }
+    Ok(())
+}
+
+/// SAN names are IA5 (ASCII) strings, but the parser accepts any UTF-8 and
+/// keeps what it cannot decode as `Invalid`. A NUL or other control
+/// character is how `api.example.org\0.evil.test` reads as `api.example.org`
+/// to whatever stops at the NUL; non-ASCII makes look-alikes. Such a
+/// certificate is malformed, whatever else it names: refusing only the one
+/// name would let the rest of it through.
+fn check_san_strings(x: &X509Certificate<'_>, who: &CertRef) -> Result<(), VerifyError> {
+    let Ok(Some(san)) = x.subject_alternative_name() else {
+        return Ok(());
+    };
+    for g in &san.value.general_names {
+        let bad = match g {
+            GeneralName::DNSName(s) | GeneralName::RFC822Name(s) | GeneralName::URI(s) => {
+                s.bytes().any(|b| !(0x20..0x7f).contains(&b))
+            }
+            GeneralName::Invalid(..) => true,
+            _ => false,
+        };
+        if bad {
+            return Err(fail(
+                Reason::Malformed,
+                Some(who.clone()),
+                format!(
+                    "{who} has a subjectAltName entry with a NUL, control or non-ASCII character: {:?}",
+                    format!("{g:?}")
+                ),
+                "re-issue it with plain ASCII names",
+            ));
+        }
     }
     Ok(())
 }

@@ -482,6 +482,49 @@ mod tests {
             assert!(cache.entries.lock().unwrap().len() <= VERIFIED_CHAINS);
         }
     }
+
+    /// Regression: a client certificate with `api.example.org\0.evil.test`
+    /// as a DNS SAN passed the handshake (the NUL went unnoticed) and was
+    /// left to policy; next to an allowed name it was accepted outright.
+    #[test]
+    fn a_san_with_a_nul_control_or_non_ascii_character_is_malformed_whatever_else_it_names() {
+        use symbolon_testkit::rcgen::{CustomExtension, SanType};
+
+        let root = TestCa::root(ca_params("San Root", None));
+        let trust = TrustBundle::from_certs(vec![der(&root.der)]);
+        let now = OffsetDateTime::now_utc();
+        let refused = |p| {
+            let leaf = root.leaf(p);
+            verify_chain(&trust, &VerifiedChains::default(), &[der(&leaf.der)], now)
+                .map(|_| ())
+                .unwrap_err()
+                .reason
+        };
+        // Each next to a good name that on its own is accepted.
+        for bad in [
+            SanType::DnsName("api.example.org\0.evil.test".try_into().unwrap()),
+            SanType::URI("spiffe://example.org/web\0.evil.test".try_into().unwrap()),
+            SanType::Rfc822Name("ops@example.org\r\nBcc: x".try_into().unwrap()),
+        ] {
+            let mut p = leaf_params("client.example");
+            p.subject_alt_names.push(bad.clone());
+            assert_eq!(refused(p), Reason::Malformed, "{bad:?}");
+        }
+        // What the parser lets through beyond IA5: UTF-8 (a Cyrillic `а`)
+        // and bytes that are not UTF-8 at all, as raw dNSNames.
+        for name in [&b"\xd0\xb0pi.example.org"[..], &b"api\xff.example.org"[..]] {
+            let mut gn = vec![0x82, name.len() as u8];
+            gn.extend_from_slice(name);
+            let mut san = vec![0x30, gn.len() as u8];
+            san.extend(gn);
+            let mut p = leaf_params("client.example");
+            p.subject_alt_names.clear();
+            p.custom_extensions = vec![CustomExtension::from_oid_content(&[2, 5, 29, 17], san)];
+            assert_eq!(refused(p), Reason::Malformed, "{name:?}");
+        }
+        let leaf = root.leaf(leaf_params("client.example"));
+        verify_chain(&trust, &VerifiedChains::default(), &[der(&leaf.der)], now).unwrap();
+    }
 }
 
 #[cfg(test)]

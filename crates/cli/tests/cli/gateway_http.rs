@@ -20,7 +20,7 @@ use time::OffsetDateTime;
 use crate::gw_support::{Gateway, HttpBackend, free_port, pki, server_config};
 use crate::support::{Sandbox, run_tool, tool};
 
-const WEB_ID: &str = "spiffe://example.org/ns/prod/sa/web";
+pub(crate) const WEB_ID: &str = "spiffe://example.org/ns/prod/sa/web";
 const XFCC: &str = "x-forwarded-client-cert";
 
 /// The policy most tests run: `web` (in any namespace) may call anything but
@@ -116,7 +116,12 @@ fn get_as_web(sb: &Sandbox, c: &Path, gw: &Gateway, path: &str) -> (String, Stri
 
 /// Runs `program args` with `stdin`, killing it (and failing) if it takes
 /// longer than 15 s. Returns (exit code, stdout+stderr).
-fn run_bounded(sb: &Sandbox, program: &Path, args: &[&str], stdin: &[u8]) -> (i32, String) {
+pub(crate) fn run_bounded(
+    sb: &Sandbox,
+    program: &Path,
+    args: &[&str],
+    stdin: &[u8],
+) -> (i32, String) {
     let mut child = Command::new(program)
         .args(args)
         .current_dir(sb.dir.path())
@@ -206,7 +211,7 @@ print(data.split(b"\r\n", 1)[0].decode())
 /// A client certificate signed by the sandbox CA's intermediate (so the
 /// chain is otherwise valid), written as `name.crt` (leaf + intermediate)
 /// and `name.key`. For what `ca issue` refuses to make.
-fn mint_client(sb: &Sandbox, name: &str, params: &CertificateParams) {
+pub(crate) fn mint_client(sb: &Sandbox, name: &str, params: &CertificateParams) {
     let int_pem = std::fs::read_to_string(sb.path("ca/intermediate.crt")).unwrap();
     let int_key =
         KeyPair::from_pem(&std::fs::read_to_string(sb.path("ca/intermediate.key")).unwrap())
@@ -223,7 +228,7 @@ fn mint_client(sb: &Sandbox, name: &str, params: &CertificateParams) {
 }
 
 /// Client-only leaf parameters for `WEB_ID`.
-fn web_like_params() -> CertificateParams {
+pub(crate) fn web_like_params() -> CertificateParams {
     let mut p = leaf_params("web.example.org");
     p.distinguished_name = Default::default();
     p.subject_alt_names = vec![SanType::URI(WEB_ID.try_into().unwrap())];

@@ -20,6 +20,7 @@ mod inspect;
 mod issue;
 mod limits;
 mod lint;
+mod negative_matrix;
 mod ocsp;
 mod quickstart;
 mod regressions;
