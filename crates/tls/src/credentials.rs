@@ -33,12 +33,22 @@ pub fn load_certified_key(cert: &Path, key: &Path) -> Result<Arc<CertifiedKey>, 
             problem: format!("unusable private key: {e}"),
         })?;
     let ck = CertifiedKey::new(chain, signing);
-    ck.keys_match().map_err(|_| TlsError::Unusable {
-        path: key.to_path_buf(),
-        problem: format!(
-            "this key does not belong to the certificate in {}",
-            cert.display()
-        ),
+    ck.keys_match().map_err(|e| match e {
+        rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch) => {
+            TlsError::Unusable {
+                path: key.to_path_buf(),
+                problem: format!(
+                    "this key does not belong to the certificate in {}",
+                    cert.display()
+                ),
+            }
+        }
+        // The certificate itself could not be read for its public key (an
+        // unknown critical extension, a bad encoding): not the key's fault.
+        e => TlsError::Unusable {
+            path: cert.to_path_buf(),
+            problem: format!("TLS cannot use this certificate: {e}"),
+        },
     })?;
     Ok(Arc::new(ck))
 }
@@ -109,5 +119,54 @@ impl TrustBundle {
             subjects,
             source: path.to_path_buf(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use symbolon_testkit::rcgen::CustomExtension;
+    use symbolon_testkit::{TestCa, ca_params, leaf_params, write};
+
+    use super::*;
+
+    fn problem(e: TlsError) -> (PathBuf, String) {
+        match e {
+            TlsError::Unusable { path, problem } => (path, problem),
+            e => panic!("unexpected error: {e}"),
+        }
+    }
+
+    /// Regression: a certificate TLS cannot read (here an unknown critical
+    /// extension) was reported as "this key does not belong to the
+    /// certificate", sending the operator after the wrong file.
+    #[test]
+    fn a_certificate_tls_cannot_read_is_blamed_not_its_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = TestCa::root(ca_params("Cred Root", None));
+        let mut p = leaf_params("a.example");
+        let mut ext = CustomExtension::from_oid_content(&[1, 3, 6, 1, 4, 1, 99999, 1], vec![5, 0]);
+        ext.set_criticality(true);
+        p.custom_extensions = vec![ext];
+        let odd = root.leaf(p);
+        let cert = write(
+            dir.path(),
+            "odd.crt",
+            symbolon_pki::to_pem("CERTIFICATE", &odd.der),
+        );
+        let key = write(dir.path(), "odd.key", odd.key.serialize_pem());
+        let (path, msg) = problem(load_certified_key(&cert, &key).unwrap_err());
+        assert_eq!(path, cert, "{msg}");
+        assert!(!msg.contains("does not belong"), "{msg}");
+
+        // A real mismatch still names the key.
+        let other = root.leaf(leaf_params("b.example"));
+        let good = write(
+            dir.path(),
+            "b.crt",
+            symbolon_pki::to_pem("CERTIFICATE", &other.der),
+        );
+        let (path, msg) = problem(load_certified_key(&good, &key).unwrap_err());
+        assert_eq!(path, key, "{msg}");
+        assert!(msg.contains("does not belong"), "{msg}");
     }
 }
