@@ -198,7 +198,8 @@ impl Decision {
 fn parse_hhmm(s: &str) -> Option<u16> {
     let (h, m) = s.trim().split_once(':')?;
     let (h, m): (u16, u16) = (h.parse().ok()?, m.parse().ok()?);
-    (h <= 24 && m < 60 && h * 60 + m <= 24 * 60).then_some(h * 60 + m)
+    // `then`, not `then_some`: the sum must not be computed for a huge `h`.
+    (h <= 24 && m < 60 && h * 60 + m <= 24 * 60).then(|| h * 60 + m)
 }
 
 fn parse_day(s: &str) -> Option<Weekday> {
@@ -220,14 +221,15 @@ pub fn fixed_offset(name: &str) -> Option<UtcOffset> {
     if n.eq_ignore_ascii_case("utc") || n == "Z" {
         return Some(UtcOffset::UTC);
     }
-    let (sign, rest) = match n.as_bytes().first()? {
+    let (sign, rest): (i8, &str) = match n.as_bytes().first()? {
         b'+' => (1, &n[1..]),
         b'-' => (-1, &n[1..]),
         _ => return None,
     };
     let (h, m) = rest.split_once(':')?;
     let (h, m): (i8, i8) = (h.parse().ok()?, m.parse().ok()?);
-    UtcOffset::from_hms(sign * h, sign * m, 0).ok()
+    // `h` and `m` may carry a sign of their own: "--128:00" must not overflow.
+    UtcOffset::from_hms(sign.checked_mul(h)?, sign.checked_mul(m)?, 0).ok()
 }
 
 impl Policy {
@@ -681,6 +683,35 @@ mod tests {
         assert!(!eval(at("2026-11-25T06:30:00Z"))); // 08:30 local
         assert!(!eval(at("2026-11-25T15:00:00Z"))); // 17:00 local: end exclusive
         assert!(!eval(at("2026-11-28T10:00:00Z"))); // Saturday
+    }
+
+    #[test]
+    fn window_hours_with_a_huge_hour_do_not_overflow() {
+        // Found by fuzz/fuzz_targets/policy.rs: `then_some(h * 60 + m)`
+        // computed 1709 * 60 in u16 before the range check could refuse it.
+        let cfg: PolicyConfig = toml::from_str(
+            "[[rule]]\nname=\"u\"\neffect=\"allow\"\nwindow={hours=\"0:0-1709:0\"}\n",
+        )
+        .unwrap();
+        let e = Policy::compile(&cfg, &|n| Err(format!("unknown time zone {n:?}"))).unwrap_err();
+        assert_eq!(e.key, "window.hours");
+        assert_eq!(parse_hhmm("65535:59"), None);
+        assert_eq!(parse_hhmm("24:00"), Some(24 * 60));
+    }
+
+    #[test]
+    fn fixed_offset_with_a_doubled_sign_does_not_overflow() {
+        // `-1 * -128` overflowed i8 (a panic in debug builds) for
+        // `time_zone = "--128:00"`; now it is simply not a fixed offset.
+        assert_eq!(fixed_offset("--128:00"), None);
+        assert_eq!(fixed_offset("-02:-128"), None);
+        assert_eq!(fixed_offset("-05:30"), UtcOffset::from_hms(-5, -30, 0).ok());
+        let cfg: PolicyConfig = toml::from_str(
+            "[[rule]]\nname = \"a\"\neffect = \"allow\"\nwindow = { time_zone = \"--128:00\" }\n",
+        )
+        .unwrap();
+        let e = Policy::compile(&cfg, &|n| Err(format!("unknown time zone {n:?}"))).unwrap_err();
+        assert_eq!(e.key, "window.time_zone");
     }
 
     #[test]

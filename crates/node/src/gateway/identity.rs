@@ -10,14 +10,9 @@ use symbolon_core::PeerCert;
 /// `By=<gateway URI>;Hash=<sha256 hex>;Subject="<subject>";URI=<uri>;DNS=<dns>…`.
 pub fn xfcc(by: Option<&str>, peer: &PeerCert) -> String {
     let quote = |s: &str| format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""));
-    let mut parts = Vec::new();
-    if let Some(by) = by {
-        parts.push(format!("By={by}"));
-    }
-    parts.push(format!("Hash={}", peer.sha256));
-    parts.push(format!("Subject={}", quote(&peer.subject)));
     // Values with XFCC's separators are quoted, so a SAN from some other CA
-    // in the bundle cannot add elements or keys to the header.
+    // in the bundle cannot add elements or keys to the header. The same
+    // holds for our own URI (`By`): a URI may well contain `=` or `;`.
     let value = |v: &str| {
         if v.contains([';', ',', '=', '"', '\\']) {
             quote(v)
@@ -25,6 +20,12 @@ pub fn xfcc(by: Option<&str>, peer: &PeerCert) -> String {
             v.to_string()
         }
     };
+    let mut parts = Vec::new();
+    if let Some(by) = by {
+        parts.push(format!("By={}", value(by)));
+    }
+    parts.push(format!("Hash={}", peer.sha256));
+    parts.push(format!("Subject={}", quote(&peer.subject)));
     if let Some(id) = &peer.spiffe_id {
         parts.push(format!("URI={}", value(id)));
     } else if let Some(uri) = peer.uris.first() {
@@ -47,15 +48,22 @@ const PP2_CLIENT_CERT_SESS: u8 = 0x04;
 /// same identity string as the XFCC header.
 pub const PP2_TYPE_SYMBOLON_IDENTITY: u8 = 0xE0;
 
-fn tlv(t: u8, value: &[u8]) -> Vec<u8> {
+/// A TLV, or `None` when the value is longer than its 16-bit length field
+/// can say: a truncated length would let the value's tail be read as the
+/// start of the proxied stream.
+fn tlv(t: u8, value: &[u8]) -> Option<Vec<u8>> {
+    let len = u16::try_from(value.len()).ok()?;
     let mut v = vec![t];
-    v.extend_from_slice(&(value.len() as u16).to_be_bytes());
+    v.extend_from_slice(&len.to_be_bytes());
     v.extend_from_slice(value);
-    v
+    Some(v)
 }
 
 /// A PROXY protocol v2 header (PROXY command, TCP) for `src` → `dst`, with
 /// the SSL TLV (version, client CN, verified) and the identity TLV.
+/// The whole header must fit a 16-bit length: a client CN or identity too
+/// long for it (a certificate with thousands of SANs) is left out, never
+/// truncated.
 pub fn proxy_v2(
     src: SocketAddr,
     dst: SocketAddr,
@@ -91,19 +99,36 @@ pub fn proxy_v2(
     };
     ssl.push(client);
     ssl.extend_from_slice(&0u32.to_be_bytes()); // verify: 0 = verified
-    ssl.extend(tlv(PP2_SUBTYPE_SSL_VERSION, tls_version.as_bytes()));
-    if let Some(cn) = peer.and_then(|p| p.cn.first()) {
-        ssl.extend(tlv(PP2_SUBTYPE_SSL_CN, cn.as_bytes()));
+    // What a sub-TLV may take once the addresses, the SSL TLV's header and
+    // `used` bytes of its value are counted.
+    let room = |used: usize| usize::from(u16::MAX).saturating_sub(addrs.len() + 3 + used);
+    ssl.extend(tlv(PP2_SUBTYPE_SSL_VERSION, tls_version.as_bytes()).unwrap_or_default());
+    if let Some(cn) = peer.and_then(|p| p.cn.first())
+        && let Some(t) =
+            tlv(PP2_SUBTYPE_SSL_CN, cn.as_bytes()).filter(|t| t.len() <= room(ssl.len()))
+    {
+        ssl.extend(t);
     }
-    let mut tlvs = tlv(PP2_TYPE_SSL, &ssl);
+    let mut tlvs = tlv(PP2_TYPE_SSL, &ssl).unwrap_or_default();
     if let Some(id) = identity {
-        tlvs.extend(tlv(PP2_TYPE_SYMBOLON_IDENTITY, id.as_bytes()));
+        match tlv(PP2_TYPE_SYMBOLON_IDENTITY, id.as_bytes())
+            .filter(|t| addrs.len() + tlvs.len() + t.len() <= usize::from(u16::MAX))
+        {
+            Some(t) => tlvs.extend(t),
+            None => tracing::warn!(
+                reason = "malformed",
+                "identity ({} bytes) too long for a PROXY v2 header; sent without it",
+                id.len()
+            ),
+        }
     }
 
     let mut out = SIGNATURE.to_vec();
     out.push(0x21); // version 2, PROXY
     out.push(fam);
-    out.extend_from_slice(&((addrs.len() + tlvs.len()) as u16).to_be_bytes());
+    // The checks above keep it within 16 bits.
+    let len = u16::try_from(addrs.len() + tlvs.len()).unwrap_or(u16::MAX);
+    out.extend_from_slice(&len.to_be_bytes());
     out.extend(addrs);
     out.extend(tlvs);
     out
@@ -160,6 +185,18 @@ mod tests {
     }
 
     #[test]
+    fn xfcc_quotes_a_by_uri_with_separators() {
+        // Found by fuzz/fuzz_targets/xfcc.rs: `By` was written raw, so a
+        // gateway URI SAN holding `,`, `;` or `=` broke the header apart.
+        let x = xfcc(Some("https://gw.example.org/id?a=b;c,d"), &peer());
+        assert!(
+            x.starts_with("By=\"https://gw.example.org/id?a=b;c,d\";Hash="),
+            "{x}"
+        );
+        assert_eq!(x.matches(',').count(), 2, "{x}"); // both inside quotes
+    }
+
+    #[test]
     fn proxy_v2_header_layout() {
         let h = proxy_v2(
             "127.0.0.1:5000".parse().unwrap(),
@@ -179,6 +216,28 @@ mod tests {
         assert_eq!(u16::from_be_bytes([h[26], h[27]]), 443);
         assert_eq!(h[28], PP2_TYPE_SSL);
         assert!(h.windows(5).any(|w| w == b"URI=x"));
+        assert!(h.windows(7).any(|w| w == b"TLSv1.3"));
+    }
+
+    #[test]
+    fn proxy_v2_leaves_out_an_identity_too_long_for_the_header() {
+        // Found by fuzz/fuzz_targets/xfcc.rs: lengths were cast to u16, so
+        // an identity over 64 KiB (a certificate with thousands of SANs)
+        // wrapped the length fields and its tail was read upstream as the
+        // start of the proxied stream.
+        let id = format!("URI=x;{}", "DNS=a.example.org;".repeat(4000));
+        let h = proxy_v2(
+            "127.0.0.1:5000".parse().unwrap(),
+            "127.0.0.2:443".parse().unwrap(),
+            "TLSv1.3",
+            Some(&peer()),
+            Some(&id),
+        );
+        let len = u16::from_be_bytes([h[14], h[15]]) as usize;
+        assert_eq!(h.len(), 16 + len);
+        assert_eq!(h[28], PP2_TYPE_SSL);
+        let ssl_len = u16::from_be_bytes([h[29], h[30]]) as usize;
+        assert_eq!(h.len(), 31 + ssl_len, "only the SSL TLV follows");
         assert!(h.windows(7).any(|w| w == b"TLSv1.3"));
     }
 }
