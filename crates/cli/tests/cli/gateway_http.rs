@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use symbolon_testkit::leaf_params;
 use symbolon_testkit::rcgen::{
-    CertificateParams, DnType, ExtendedKeyUsagePurpose, Issuer, KeyPair, SanType,
+    CertificateParams, DnType, DnValue, ExtendedKeyUsagePurpose, Issuer, KeyPair, SanType,
 };
 use time::OffsetDateTime;
 
@@ -487,6 +487,38 @@ fn client_sent_xfcc_headers_never_reach_the_backend() {
         // forwarded forged copy would make this differ.
         assert_eq!(s.headers.get(XFCC), Some(&ours), "{s:?}");
     }
+}
+
+/// An allowed identity whose subject holds a control character: no header
+/// value can carry it, and the request must be refused, not forwarded
+/// without the identity (the backend would take it for an anonymous one).
+#[test]
+fn an_identity_that_cannot_be_written_into_xfcc_is_refused_not_forwarded_bare() {
+    let Some(c) = tool("curl") else { return };
+    let (sb, backend, gw) = start("strict", WEB_NO_ADMIN);
+    let mut p = web_like_params();
+    p.distinguished_name
+        .push(DnType::CommonName, DnValue::Utf8String("web\nops".into()));
+    mint_client(&sb, "ctl", &p);
+    let url = format!("https://localhost:{}/hello", gw.port);
+    let (code, out) = curl(
+        &sb,
+        &c,
+        &[
+            "--cert",
+            "ctl.crt",
+            "--key",
+            "ctl.key",
+            "--cacert",
+            "ca/root.crt",
+            &url,
+        ],
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(out.ends_with("\n403"), "{out}");
+    assert!(out.contains("\"reason\":\"malformed\""), "{out}");
+    gw.wait_log("x-forwarded-client-cert");
+    assert_eq!(backend.bytes(), 0, "{:?}", backend.requests());
 }
 
 // --- 3. refusals: right reason, zero bytes upstream ---

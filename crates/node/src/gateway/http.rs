@@ -190,9 +190,22 @@ async fn authorize_and_forward(
     {
         headers.insert(HOST, a);
     }
-    if let Some(peer) = &ctx.peer
-        && let Ok(v) = HeaderValue::from_str(&xfcc(live.by.as_deref(), peer))
-    {
+    if let Some(peer) = &ctx.peer {
+        // A subject with a control character cannot go in a header. The
+        // request is refused rather than forwarded without the identity:
+        // the backend would take it for an anonymous one.
+        let Ok(v) = HeaderValue::from_str(&xfcc(live.by.as_deref(), peer)) else {
+            tracing::warn!(
+                reason = "malformed",
+                remote = %ctx.remote,
+                serial = %peer.serial,
+                "request refused: the client certificate's identity cannot be written into x-forwarded-client-cert (a control character in its subject?)"
+            );
+            return json_response(
+                StatusCode::FORBIDDEN,
+                serde_json::json!({"reason": "malformed", "detail": "client certificate identity not representable in x-forwarded-client-cert"}),
+            );
+        };
         headers.insert(HeaderName::from_static(XFCC), v);
     }
     headers.insert(
