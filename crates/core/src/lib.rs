@@ -4,6 +4,7 @@
 //! policy engine later) can share one meaning for "who" and "why not".
 #![forbid(unsafe_code)]
 
+pub mod api_limits;
 mod duration;
 mod identity;
 pub mod metrics;

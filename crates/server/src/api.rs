@@ -22,7 +22,7 @@ use crate::{Authority, IssueError};
 
 /// Request bodies (JSON with a PEM CSR) are small; anything larger is
 /// refused before it is parsed.
-pub const MAX_BODY: usize = 64 * 1024;
+pub const MAX_BODY: usize = symbolon_core::api_limits::MAX_BODY;
 /// Failed token attempts allowed per client address per minute.
 const TOKEN_FAILURES_PER_MINUTE: u32 = 20;
 
@@ -881,7 +881,10 @@ async fn telemetry(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let p = require_peer(&state, &peer).await?;
     let body: TelemetryBody = body_json(body)?;
-    if body.counts.len() > 10_000 || body.service.is_empty() || body.service.len() > 128 {
+    if body.counts.len() > symbolon_core::api_limits::MAX_TELEMETRY_COUNTS
+        || body.service.is_empty()
+        || body.service.len() > 128
+    {
         return Err(err(
             StatusCode::BAD_REQUEST,
             "malformed",
@@ -892,8 +895,8 @@ async fn telemetry(
     for c in body.counts {
         if !matches!(c.kind.as_str(), "allowed" | "denied" | "failed")
             || c.count < 0
-            || c.client.len() > 2048
-            || c.reason.len() > 256
+            || c.client.len() > symbolon_core::api_limits::MAX_TELEMETRY_CLIENT
+            || c.reason.len() > symbolon_core::api_limits::MAX_TELEMETRY_REASON
         {
             return Err(err(
                 StatusCode::BAD_REQUEST,

@@ -710,6 +710,102 @@ fn api_refuses_bad_input_with_json_reasons() {
     );
 }
 
+/// `json` followed by spaces up to exactly `len` bytes: still valid JSON,
+/// so only its size can be the reason for a refusal.
+fn padded_json(json: &Value, len: usize) -> Vec<u8> {
+    let mut body = json.to_string().into_bytes();
+    assert!(body.len() <= len);
+    body.resize(len, b' ');
+    body
+}
+
+#[test]
+fn every_request_body_over_the_limit_is_refused_and_changes_nothing() {
+    let Some(c) = tool("curl") else {
+        return;
+    };
+    const MAX: usize = symbolon_server::MAX_BODY;
+    let sb = Sandbox::new();
+    let fp = new_ca(&sb);
+    issue(&sb, ADMIN, "client", "admin");
+    let srv = CaServe::start(&sb, "ca");
+    let r = enroll(&sb, &srv, &fp, &token(&sb, "ca", DEV, "15m"), "dev");
+    assert_eq!(r.code, 0, "{}", r.all());
+    let dev_serial = serial_of(&sb, "dev/cert.pem");
+    let url = |p: &str| format!("{}{p}", srv.url());
+    let dev = ["--cert", "dev/cert.pem", "--key", "dev/key.pem"];
+    let admin = ["--cert", "admin.crt", "--key", "admin.key"];
+    let tok = token(&sb, "ca", DEV, "15m");
+    let before = ca_list(&sb);
+
+    // Each endpoint with a body it would otherwise act on, and the
+    // credentials it asks for, so that only the size stands in the way.
+    let cases: [(&str, Value, &[&str]); 5] = [
+        ("/v1/enroll", json!({"token": tok, "csr": "x"}), &[]),
+        ("/v1/renew", json!({"csr": "x"}), &dev),
+        (
+            "/v1/revoke",
+            json!({"serial": dev_serial, "reason": "keyCompromise"}),
+            &admin,
+        ),
+        (
+            "/v1/tokens",
+            json!({"identities": [DEV], "ttl": "1h"}),
+            &admin,
+        ),
+        (
+            "/v1/telemetry",
+            json!({"service": "api", "counts": []}),
+            &dev,
+        ),
+    ];
+    let chunked = ["-H", "transfer-encoding: chunked"];
+    for (path, body, creds) in &cases {
+        let big = padded_json(body, MAX + 1);
+        // Announced by Content-Length, and streamed in chunks with no
+        // length announced: both are cut off at the limit.
+        for framing in [&[][..], &chunked[..]] {
+            let extra = [*creds, framing].concat();
+            let h = post_raw(&sb, &c, &url(path), &big, &extra);
+            let v = assert_refused(&h, 413, "too_large");
+            assert!(
+                v["message"].as_str().unwrap().contains(&MAX.to_string()),
+                "{path}: {v}"
+            );
+        }
+    }
+    // OCSP clients read OCSP, not JSON: an oversized request is answered
+    // malformedRequest (OCSPResponse ::= SEQUENCE { responseStatus 1 }).
+    for framing in [&[][..], &chunked[..]] {
+        let mut args = vec![
+            "-H",
+            "content-type: application/ocsp-request",
+            "--data-binary",
+            "@ocsp.der",
+            "-o",
+            "ocsp-answer.der",
+        ];
+        args.extend_from_slice(framing);
+        let ocsp_url = url("/v1/ocsp");
+        args.push(&ocsp_url);
+        std::fs::write(sb.path("ocsp.der"), vec![0x30; MAX + 1]).unwrap();
+        let h = curl(&sb, &c, &args);
+        assert_eq!(h.status, 200, "{}", h.body);
+        let answer = std::fs::read(sb.path("ocsp-answer.der")).unwrap();
+        assert_eq!(answer, [0x30, 0x03, 0x0a, 0x01, 0x01]);
+    }
+    // Nothing was issued, revoked or spent: the token still enrolls.
+    assert_eq!(ca_list(&sb), before);
+    let r = enroll(&sb, &srv, &fp, &tok, "dev2");
+    assert_eq!(r.code, 0, "{}", r.all());
+
+    // The limit is the limit: a body of exactly MAX bytes is read and
+    // judged on its content (here a token that is not valid).
+    let exact = padded_json(&json!({"token": "symbolon1.x", "csr": "x"}), MAX);
+    let h = post_raw(&sb, &c, &url("/v1/enroll"), &exact, &[]);
+    assert_refused(&h, 403, "token_invalid");
+}
+
 #[test]
 fn token_failures_are_rate_limited() {
     let Some(c) = tool("curl") else { return };
