@@ -16,7 +16,7 @@ use crate::gw_support::{CaServe, free_port};
 use crate::support::{Run, Sandbox, run_tool, tool};
 
 const BIN: &str = env!("CARGO_BIN_EXE_symbolon");
-const DEV: &str = "spiffe://example.org/dev";
+pub(crate) const DEV: &str = "spiffe://example.org/dev";
 const ADMIN: &str = "spiffe://example.org/admin";
 
 // === fixtures ===
@@ -76,7 +76,7 @@ fn new_ca(sb: &Sandbox) -> String {
     fingerprint_in(&sb.init_ca(&[]).stdout)
 }
 
-fn fingerprint_in(out: &str) -> String {
+pub(crate) fn fingerprint_in(out: &str) -> String {
     let fp = out
         .lines()
         .find_map(|l| l.strip_prefix("Root fingerprint (SHA-256): "))
@@ -88,7 +88,7 @@ fn fingerprint_in(out: &str) -> String {
 }
 
 /// A one-time token from `ca token` (stdout is the token alone).
-fn token(sb: &Sandbox, dir: &str, identity: &str, ttl: &str) -> String {
+pub(crate) fn token(sb: &Sandbox, dir: &str, identity: &str, ttl: &str) -> String {
     let r = sb.ok(&[
         "ca",
         "token",
@@ -104,7 +104,7 @@ fn token(sb: &Sandbox, dir: &str, identity: &str, ttl: &str) -> String {
     t
 }
 
-fn enroll(sb: &Sandbox, srv: &CaServe, fp: &str, token: &str, out: &str) -> Run {
+pub(crate) fn enroll(sb: &Sandbox, srv: &CaServe, fp: &str, token: &str, out: &str) -> Run {
     sb.run(&[
         "enroll",
         "--ca",
@@ -170,13 +170,13 @@ fn issue(sb: &Sandbox, spiffe_id: &str, profile: &str, out: &str) -> String {
     serial_of(sb, &format!("{out}.crt"))
 }
 
-struct Http {
-    status: u16,
-    body: String,
+pub(crate) struct Http {
+    pub(crate) status: u16,
+    pub(crate) body: String,
 }
 
 impl Http {
-    fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_str(&self.body)
             .unwrap_or_else(|e| panic!("not JSON ({e}), status {}:\n{}", self.status, self.body))
     }
@@ -184,7 +184,7 @@ impl Http {
 
 /// curl with the CA's root as the only trust anchor, a time limit, and the
 /// status code appended on a last line.
-fn curl(sb: &Sandbox, curl: &Path, args: &[&str]) -> Http {
+pub(crate) fn curl(sb: &Sandbox, curl: &Path, args: &[&str]) -> Http {
     let mut all = vec![
         "-sS",
         "--max-time",
@@ -206,7 +206,7 @@ fn curl(sb: &Sandbox, curl: &Path, args: &[&str]) -> Http {
 
 /// POSTs `body` (raw bytes, sent as JSON) to `url`, with extra curl args
 /// (e.g. a client certificate).
-fn post_raw(sb: &Sandbox, c: &Path, url: &str, body: &[u8], extra: &[&str]) -> Http {
+pub(crate) fn post_raw(sb: &Sandbox, c: &Path, url: &str, body: &[u8], extra: &[&str]) -> Http {
     std::fs::write(sb.path("req.json"), body).unwrap();
     let mut args = vec![
         "-H",
@@ -219,7 +219,7 @@ fn post_raw(sb: &Sandbox, c: &Path, url: &str, body: &[u8], extra: &[&str]) -> H
     curl(sb, c, &args)
 }
 
-fn post(sb: &Sandbox, c: &Path, url: &str, body: &Value, extra: &[&str]) -> Http {
+pub(crate) fn post(sb: &Sandbox, c: &Path, url: &str, body: &Value, extra: &[&str]) -> Http {
     post_raw(sb, c, url, body.to_string().as_bytes(), extra)
 }
 
@@ -233,7 +233,7 @@ fn assert_refused(h: &Http, status: u16, reason: &str) -> Value {
 }
 
 /// A PEM CSR made by OpenSSL (independent of the product) for `san`.
-fn openssl_csr(sb: &Sandbox, openssl: &Path, name: &str, san: &str) -> String {
+pub(crate) fn openssl_csr(sb: &Sandbox, openssl: &Path, name: &str, san: &str) -> String {
     let (code, out) = run_tool(
         sb,
         openssl,

@@ -1,6 +1,7 @@
 //! pkilint (DigiCert's RFC 5280 / RFC 6960 linter) over everything the real
 //! binary issues: roots, intermediates and leaves of every key type and
-//! profile, revocation pointers, CRLs, and every kind of OCSP response the
+//! profile, leaves from `ca sign`, enrollment and renewal, revocation
+//! pointers, CRLs (empty and not, PEM and DER), and every kind of OCSP response the
 //! responder sends (good, revoked, unknown, malformedRequest, unauthorized)
 //! under every key type. Nothing at WARNING or above may be found, save one
 //! documented false positive for SPIFFE IDs.
@@ -9,8 +10,9 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
+use crate::control_plane::{DEV, curl, enroll, fingerprint_in, openssl_csr, post, token};
 use crate::gw_support::{CaServe, free_port};
 use crate::support::{Sandbox, run_tool, tool};
 
@@ -166,24 +168,31 @@ fn fetch_ocsp(sb: &Sandbox, port: u16, dir: &str, what: [&str; 2], out: &str) ->
     text
 }
 
-/// `ca issue --out PREFIX ARGS`, then the leaf alone (the first PEM block of
-/// PREFIX.crt, which also holds the intermediate) in PREFIX.leaf.pem, whose
-/// name is returned: pkilint lints exactly one certificate per file.
+/// `ca issue --out PREFIX ARGS`, then the leaf alone in PREFIX.leaf.pem.
 fn issue_leaf(sb: &Sandbox, ca: &str, prefix: &str, args: &[&str]) -> String {
     let mut all = vec!["ca", "issue", "--dir", ca, "--out", prefix];
     all.extend_from_slice(args);
     sb.ok(&all);
-    let chain = std::fs::read_to_string(sb.path(&format!("{prefix}.crt"))).unwrap();
+    leaf_of(sb, &format!("{prefix}.crt"), &format!("{prefix}.leaf.pem"))
+}
+
+/// The leaf alone (the first PEM block of `chain`, a file in the sandbox
+/// that must also hold its issuer) written to `out`, whose name is
+/// returned: pkilint lints exactly one certificate per file.
+fn leaf_of(sb: &Sandbox, chain: &str, out: &str) -> String {
+    let text = std::fs::read_to_string(sb.path(chain)).unwrap();
+    write_leaf(sb, &text, out)
+}
+
+fn write_leaf(sb: &Sandbox, chain: &str, out: &str) -> String {
     const END: &str = "-----END CERTIFICATE-----\n";
     let end = chain.find(END).unwrap() + END.len();
-    let leaf = &chain[..end];
     assert!(
         chain[end..].contains("BEGIN CERTIFICATE"),
-        "{prefix}.crt should hold leaf + intermediate:\n{chain}"
+        "{out}: expected leaf + intermediate:\n{chain}"
     );
-    let name = format!("{prefix}.leaf.pem");
-    std::fs::write(sb.path(&name), leaf).unwrap();
-    name
+    std::fs::write(sb.path(out), &chain[..end]).unwrap();
+    out.to_string()
 }
 
 /// A CA of `key_type` made by the binary: its root, its intermediate, a
@@ -353,4 +362,111 @@ fn pkilint_finds_nothing_in_revocation_pointers_and_crl() {
     let j = sb.ok(&["cert", "inspect", "crl.pem", "--json"]).json();
     assert_eq!(j[0]["entries"].as_array().unwrap().len(), 2, "{j}");
     lint_crl(&sb, &p, "crl.pem");
+}
+
+/// What reaches relying parties by the other roads: `ca sign` of OpenSSL
+/// CSRs (RSA-3072 and RSA-4096 keys, a subject with more than a CN), a
+/// certificate from `symbolon enroll` and one from `/v1/renew`, the CRL
+/// `ca serve` publishes before any revocation (no entries), and a DER CRL
+/// from `ca crl --der` after one. The CA has a public URL, so every leaf
+/// carries CRL and OCSP pointers.
+#[test]
+fn pkilint_finds_nothing_in_signed_csrs_enrollments_renewals_and_served_crls() {
+    let (Some(p), Some(c), Some(openssl)) = (pkilint(), tool("curl"), tool("openssl")) else {
+        return;
+    };
+    let sb = Sandbox::new();
+    let fp = fingerprint_in(
+        &sb.init_ca(&["--public-url", "https://ca.example.org"])
+            .stdout,
+    );
+
+    for (name, key) in [("rsa3072", "rsa:3072"), ("rsa4096", "rsa:4096")] {
+        let (code, out) = run_tool(
+            &sb,
+            &openssl,
+            &[
+                "req",
+                "-new",
+                "-newkey",
+                key,
+                "-nodes",
+                "-keyout",
+                &format!("{name}.key"),
+                "-subj",
+                &format!("/C=DE/O=Acme Devices/OU=Fleet/CN={name}.example.org"),
+                "-addext",
+                &format!("subjectAltName=DNS:{name}.example.org,DNS:alt.example.org"),
+                "-out",
+                &format!("{name}.csr"),
+            ],
+        );
+        assert_eq!(code, 0, "{out}");
+        let crt = format!("{name}.crt");
+        sb.ok(&[
+            "ca",
+            "sign",
+            &format!("{name}.csr"),
+            "--dir",
+            "ca",
+            "--profile",
+            "client",
+            "--lifetime",
+            "7d",
+            "--out",
+            &crt,
+        ]);
+        let leaf = leaf_of(&sb, &crt, &format!("{name}.leaf.pem"));
+        let j = sb.ok(&["cert", "inspect", &leaf, "--json"]).json();
+        let bits: u64 = key[4..].parse().unwrap();
+        assert_eq!(
+            j[0]["key"],
+            json!({"algorithm": "RSA", "bits": bits}),
+            "{j}"
+        );
+        lint_cert(&sb, &p, &leaf);
+    }
+
+    let srv = CaServe::start(&sb, "ca");
+    let crl_url = format!("{}/v1/crl", srv.url());
+    let h = curl(&sb, &c, &["-o", "served-empty.crl", &crl_url]);
+    assert_eq!(h.status, 200);
+    let j = sb
+        .ok(&["cert", "inspect", "served-empty.crl", "--json"])
+        .json();
+    assert_eq!(j[0]["entries"].as_array().map(Vec::len), Some(0), "{j}");
+    lint_crl(&sb, &p, "served-empty.crl");
+
+    let r = enroll(&sb, &srv, &fp, &token(&sb, "ca", DEV, "15m"), "dev");
+    assert_eq!(r.code, 0, "{}", r.all());
+    let enrolled = leaf_of(&sb, "dev/cert.pem", "enrolled.leaf.pem");
+    lint_cert(&sb, &p, &enrolled);
+
+    let csr = openssl_csr(&sb, &openssl, "renewal", &format!("URI:{DEV}"));
+    let h = post(
+        &sb,
+        &c,
+        &format!("{}/v1/renew", srv.url()),
+        &json!({ "csr": csr }),
+        &["--cert", "dev/cert.pem", "--key", "dev/key.pem"],
+    );
+    assert_eq!(h.status, 200, "{}", h.body);
+    let chain = h.json()["certificate"].as_str().unwrap().to_string();
+    let renewed = write_leaf(&sb, &chain, "renewed.leaf.pem");
+    lint_cert(&sb, &p, &renewed);
+
+    sb.ok(&[
+        "ca",
+        "revoke",
+        "--dir",
+        "ca",
+        "--cert",
+        &renewed,
+        "--reason",
+        "superseded",
+    ]);
+    sb.ok(&["ca", "crl", "--dir", "ca", "--der", "--out", "crl.der"]);
+    let j = sb.ok(&["cert", "inspect", "crl.der", "--json"]).json();
+    assert_eq!(j[0]["entries"].as_array().map(Vec::len), Some(1), "{j}");
+    lint_crl(&sb, &p, "crl.der");
 }
