@@ -7,18 +7,33 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::support::Sandbox;
 
-/// A port free right now on 127.0.0.1.
+/// A port free right now on 127.0.0.1, for a server a test starts later.
+///
+/// Not from `bind(0)`: that draws from the kernel's ephemeral range
+/// (32768–60999), where every outgoing connection of this busy test run
+/// also gets its local port, so one could take the port between now and
+/// the server's bind, and the test would then talk to itself. Ports here
+/// come from below that range, each handed out once per process, from a
+/// per-process offset so that two test processes rarely meet.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    const FIRST: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let offset = (std::process::id() % 100) * 100;
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        assert!(n < SPAN, "no free port left below the ephemeral range");
+        let port = (FIRST + (offset + n) % SPAN) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// One request as the backend saw it.
@@ -191,9 +206,16 @@ impl Gateway {
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .unwrap();
-        let gw = Gateway { child, port, log };
+        let mut gw = Gateway { child, port, log };
+        // Its own "listening" line, not only an open port: something else
+        // on the port must not pass for the gateway.
         let started = Instant::now();
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        while !gw.log_text().contains("listening")
+            || TcpStream::connect(("127.0.0.1", port)).is_err()
+        {
+            if let Some(status) = gw.child.try_wait().unwrap() {
+                panic!("gateway exited ({status}):\n{}", gw.log_text());
+            }
             assert!(
                 started.elapsed() < Duration::from_secs(20),
                 "gateway did not start:\n{}",
@@ -367,6 +389,11 @@ impl CaServe {
     /// it accepts connections.
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "ca serve is already running");
+        // This start's own "CA serving" line (the log is appended to across
+        // restarts), not only an open port: something else on the port
+        // must not pass for the CA.
+        let serving = |s: &CaServe| s.log_text().matches("CA serving").count();
+        let before = serving(self);
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -383,7 +410,7 @@ impl CaServe {
             .unwrap();
         self.child = Some(child);
         let started = Instant::now();
-        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+        while serving(self) == before || TcpStream::connect(("127.0.0.1", self.port)).is_err() {
             if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().unwrap()) {
                 panic!("ca serve exited ({status}):\n{}", self.log_text());
             }
