@@ -22,7 +22,7 @@ set -euo pipefail
 
 SECONDS_PER_TARGET="${1:-20}"
 FUZZ="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-ALL="gateway_config policy csr ocsp_request xfcc cert_crl token"
+ALL="gateway_config policy request_path csr ocsp_request xfcc cert_crl token"
 TARGETS="${FUZZ_TARGETS:-$ALL}"
 
 if ! cargo +nightly --version >/dev/null 2>&1; then

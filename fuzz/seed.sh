@@ -21,12 +21,12 @@ if [[ -e "$CORPUS/.seeded" && "${1:-}" != "--force" ]]; then
     exit 0
 fi
 
-for t in gateway_config policy csr ocsp_request xfcc cert_crl token; do
+for t in gateway_config policy request_path csr ocsp_request xfcc cert_crl token; do
     mkdir -p "$CORPUS/$t"
 done
 
 # Hand-written text seeds (checked in).
-for t in gateway_config policy; do
+for t in gateway_config policy request_path; do
     if [[ -d "$FUZZ/seeds/$t" ]]; then
         cp "$FUZZ/seeds/$t"/* "$CORPUS/$t/"
     fi
@@ -109,6 +109,6 @@ openssl ocsp -sha256 -issuer ca/intermediate.crt -cert web.crt -cert api.crt -ce
 # Empty seeds (a failed step) teach nothing.
 find "$CORPUS" -type f -empty -delete
 touch "$CORPUS/.seeded"
-for t in gateway_config policy csr ocsp_request xfcc cert_crl token; do
+for t in gateway_config policy request_path csr ocsp_request xfcc cert_crl token; do
     echo "seed: $t: $(find "$CORPUS/$t" -type f | wc -l) files"
 done

@@ -46,7 +46,9 @@ pub struct CaConfig {
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Limits {
-    /// Connections served at once; more are closed as they arrive.
+    /// Connections served at once. When all are taken, a newcomer takes
+    /// the slot of the oldest still in its handshake; only when all have
+    /// finished theirs is it closed.
     #[serde(default = "max_connections")]
     pub max_connections: usize,
     #[serde(default = "handshake_timeout")]

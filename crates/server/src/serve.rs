@@ -10,10 +10,12 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use symbolon_core::{Identity, Metrics};
 use symbolon_pki::{LeafSpec, Profile};
 use symbolon_store::CrlRecord;
-use symbolon_tls::{ClientAuthMode, ServerTls, SessionState, TrustBundle};
+use symbolon_tls::{
+    Admission, Admit, ClientAuthMode, Evicted, NoRequest, ServerTls, SessionState, TrustBundle,
+};
 use time::OffsetDateTime;
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
@@ -60,7 +62,7 @@ pub const METRICS: symbolon_core::MetricHelp = &[
     (
         "symbolon_ca_connections_refused_total",
         "counter",
-        "Connections closed before serving them, by reason (max_connections, handshake_timeout).",
+        "Connections closed before serving them, by reason (max_connections, evicted, handshake_timeout, header_timeout).",
     ),
 ];
 
@@ -105,7 +107,9 @@ pub struct ServeOptions {
 /// would each keep a socket and a task forever.
 #[derive(Clone, Debug)]
 pub struct Limits {
-    /// Connections served at once; more are closed as they arrive.
+    /// Connections served at once. When all are taken, a newcomer takes
+    /// the slot of the oldest still in its handshake; only when all have
+    /// finished theirs is it closed.
     pub max_connections: usize,
     pub handshake_timeout: Duration,
     /// To send a request's headers; also the longest an idle HTTP/1.1
@@ -272,7 +276,7 @@ pub async fn run(auth: Authority, opts: ServeOptions) -> Result<(), String> {
 
     let router = api::router(state.clone());
     let limits = opts.limits.clone();
-    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let admission = Admission::new(limits.max_connections);
     let mut http = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     http.http1()
         .timer(TokioTimer::new())
@@ -282,39 +286,61 @@ pub async fn run(auth: Authority, opts: ServeOptions) -> Result<(), String> {
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         };
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
-            metrics.inc(
-                "symbolon_ca_connections_refused_total",
-                &[("reason", "max_connections")],
-            );
-            tracing::warn!(
-                reason = "max_connections",
-                remote = %remote,
-                "connection refused: {} connections are open (limits.max_connections)",
-                limits.max_connections
-            );
-            drop(tcp);
-            continue;
+        // When full, the oldest connection still in its handshake makes
+        // room (see `symbolon_tls::Admission`); only established ones hold
+        // their slots against newcomers.
+        let mut handshaking = match admission.admit() {
+            Admit::Free(h) | Admit::Evicted(h) => h,
+            Admit::Full => {
+                metrics.inc(
+                    "symbolon_ca_connections_refused_total",
+                    &[("reason", "max_connections")],
+                );
+                tracing::warn!(
+                    reason = "max_connections",
+                    remote = %remote,
+                    "connection refused: {} established connections are open (limits.max_connections)",
+                    limits.max_connections
+                );
+                drop(tcp);
+                continue;
+            }
         };
+        let max_connections = limits.max_connections;
         let tls = rx.borrow().clone();
         let router = router.clone();
         let metrics = metrics.clone();
         let http = http.clone();
         let request_timeout = limits.request_timeout;
         let handshake_timeout = limits.handshake_timeout;
+        let header_timeout = limits.header_timeout;
         tokio::spawn(async move {
-            let _slot = slot;
             let Ok((cfg, outcome)) = tls.for_connection() else {
                 return;
             };
+            let evicted = || {
+                metrics.inc(
+                    "symbolon_ca_connections_refused_total",
+                    &[("reason", "evicted")],
+                );
+                tracing::info!(
+                    reason = "evicted",
+                    remote = %remote,
+                    "connection closed: still in its handshake when {max_connections} connections were open (limits.max_connections); its slot went to a newer connection"
+                );
+            };
             let stream = match tokio::time::timeout(
                 handshake_timeout,
-                TlsAcceptor::from(cfg).accept(tcp),
+                handshaking.run(TlsAcceptor::from(cfg).accept(tcp)),
             )
             .await
             {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => {
+                Ok(Ok(Ok(s))) => s,
+                Ok(Err(Evicted)) => {
+                    evicted();
+                    return;
+                }
+                Ok(Ok(Err(e))) => {
                     let detail = outcome
                         .lock()
                         .ok()
@@ -341,6 +367,11 @@ pub async fn run(auth: Authority, opts: ServeOptions) -> Result<(), String> {
                     return;
                 }
             };
+            // From here the slot is this connection's until it closes.
+            let Ok(_slot) = handshaking.established() else {
+                evicted();
+                return;
+            };
             let recorded = outcome.lock().ok().and_then(|mut o| o.take());
             let peer = match recorded {
                 Some(Ok(path)) => Some(path.peer),
@@ -355,6 +386,27 @@ pub async fn run(auth: Authority, opts: ServeOptions) -> Result<(), String> {
                     },
                     _ => None,
                 },
+            };
+            // hyper's header timeout does not cover the bytes it reads to
+            // tell HTTP/1 from HTTP/2: bound the wait for those here.
+            let stream = match symbolon_tls::first_bytes(stream, header_timeout).await {
+                Ok(s) => s,
+                Err(NoRequest::Silent(d)) => {
+                    metrics.inc(
+                        "symbolon_ca_connections_refused_total",
+                        &[("reason", "header_timeout")],
+                    );
+                    tracing::info!(
+                        reason = "header_timeout",
+                        remote = %remote,
+                        "connection closed: no request within {d:?} of the handshake (limits.header_timeout)"
+                    );
+                    return;
+                }
+                Err(NoRequest::Closed(e)) => {
+                    tracing::debug!(remote = %remote, "connection closed before its first request: {e:?}");
+                    return;
+                }
             };
             let peer = Peer(peer);
             let svc = hyper::service::service_fn(

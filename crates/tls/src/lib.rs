@@ -1,16 +1,23 @@
 //! rustls configurations for Symbolon: TLS 1.3 and 1.2 only, the aws-lc-rs
 //! provider, and certificate verification done by `symbolon_pki::verify`
 //! (the same verifier `symbolon cert verify` runs), so every refused
-//! handshake has a reason code and a sentence.
+//! handshake has a reason code and a sentence. Also what both TLS servers
+//! (the gateway and `ca serve`) do around the handshake: admission of
+//! connections into a fixed number of slots, and a deadline for a client's
+//! first bytes after it.
 #![forbid(unsafe_code)]
 
+mod admission;
 mod client;
 mod credentials;
+mod first_bytes;
 mod server;
 
 // === the public interface ===
+pub use admission::{Admission, Admit, Evicted, Handshaking, Slot};
 pub use client::{CaAnchor, ClientTls, ServerIdentity, ca_client_config};
 pub use credentials::{TlsError, TrustBundle, certified_key_from_der, load_certified_key};
+pub use first_bytes::{NoRequest, Prefetched, first_bytes};
 pub use server::{ClientAuthMode, HandshakeOutcome, RevocationCheck, ServerTls, SessionState};
 
 use std::sync::Arc;

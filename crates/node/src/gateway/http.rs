@@ -15,6 +15,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use symbolon_core::{RequestFacts, normalize_path};
+use symbolon_tls::NoRequest;
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 
@@ -71,6 +72,25 @@ pub async fn serve_connection(stream: TlsStream<TcpStream>, ctx: ConnContext, sh
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(header_timeout);
+    // hyper's header timeout does not cover the bytes it reads to tell
+    // HTTP/1 from HTTP/2: bound the wait for those here.
+    let stream = tokio::select! {
+        first = symbolon_tls::first_bytes(stream, header_timeout) => match first {
+            Ok(s) => s,
+            Err(NoRequest::Silent(d)) => {
+                tracing::info!(remote = %ctx.remote, reason = "header_timeout", "connection closed: no request within {d:?} of the handshake (server.header_timeout)");
+                return;
+            }
+            Err(NoRequest::Closed(e)) => {
+                tracing::debug!(remote = %ctx.remote, "connection closed before its first request: {e:?}");
+                return;
+            }
+        },
+        why = ctx.must_close() => {
+            tracing::info!(remote = %ctx.remote, "connection closed: {why}");
+            return;
+        }
+    };
     let conn = builder.serve_connection(TokioIo::new(stream), service);
     tokio::select! {
         _ = conn => {}

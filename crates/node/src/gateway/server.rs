@@ -9,8 +9,9 @@ use std::time::Instant;
 use rustls::HandshakeKind;
 use symbolon_core::{PeerCert, Reason};
 use symbolon_pki::{CertRef, VerifyError};
+use symbolon_tls::{Admission, Admit, Evicted, Handshaking};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
@@ -107,7 +108,7 @@ fn refuse(
 }
 
 pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
-    let limit = Arc::new(Semaphore::new(shared.settings.max_connections));
+    let admission = Admission::new(shared.settings.max_connections);
     loop {
         let (tcp, remote) = match listener.accept().await {
             Ok(x) => x,
@@ -119,30 +120,50 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
                 continue;
             }
         };
-        let Ok(permit) = limit.clone().try_acquire_owned() else {
-            shared.metrics.inc(
-                "symbolon_gateway_connections_refused_total",
-                &[("reason", "max_connections")],
-            );
-            tracing::warn!(remote = %remote, reason = "max_connections", "connection refused: server.max_connections ({}) reached", shared.settings.max_connections);
-            drop(tcp);
-            continue;
+        // When full, the oldest connection still in its handshake makes
+        // room (see `symbolon_tls::Admission`); only established ones hold
+        // their slots against newcomers.
+        let handshaking = match admission.admit() {
+            Admit::Free(h) | Admit::Evicted(h) => h,
+            Admit::Full => {
+                shared.metrics.inc(
+                    "symbolon_gateway_connections_refused_total",
+                    &[("reason", "max_connections")],
+                );
+                tracing::warn!(remote = %remote, reason = "max_connections", "connection refused: server.max_connections ({}) reached, all by established connections", shared.settings.max_connections);
+                drop(tcp);
+                continue;
+            }
         };
         let shared = shared.clone();
         tokio::spawn(async move {
             shared
                 .metrics
                 .gauge_add("symbolon_gateway_active_connections", &[], 1.0);
-            handle(tcp, remote, &shared).await;
+            handle(tcp, remote, &shared, handshaking).await;
             shared
                 .metrics
                 .gauge_add("symbolon_gateway_active_connections", &[], -1.0);
-            drop(permit);
         });
     }
 }
 
-async fn handle(tcp: TcpStream, remote: SocketAddr, shared: &Arc<Shared>) {
+/// Counts and logs a connection whose handshake was cut short because a
+/// newer connection took its slot.
+fn evicted(shared: &Shared, remote: SocketAddr) {
+    shared.metrics.inc(
+        "symbolon_gateway_connections_refused_total",
+        &[("reason", "evicted")],
+    );
+    tracing::info!(remote = %remote, reason = "evicted", "connection closed: still in its handshake when server.max_connections ({}) was reached; its slot went to a newer connection", shared.settings.max_connections);
+}
+
+async fn handle(
+    tcp: TcpStream,
+    remote: SocketAddr,
+    shared: &Arc<Shared>,
+    mut handshaking: Handshaking,
+) {
     let started = Instant::now();
     let _ = tcp.set_nodelay(true);
     let local = tcp.local_addr().unwrap_or(remote);
@@ -156,11 +177,15 @@ async fn handle(tcp: TcpStream, remote: SocketAddr, shared: &Arc<Shared>) {
     };
     let accepted = tokio::time::timeout(
         shared.settings.handshake_timeout,
-        TlsAcceptor::from(config).accept(tcp),
+        handshaking.run(TlsAcceptor::from(config).accept(tcp)),
     )
     .await;
     let recorded = outcome.lock().ok().and_then(|mut s| s.take());
     let stream: TlsStream<TcpStream> = match accepted {
+        Ok(Err(Evicted)) => {
+            evicted(shared, remote);
+            return;
+        }
         Err(_) => {
             refuse(
                 shared,
@@ -174,7 +199,7 @@ async fn handle(tcp: TcpStream, remote: SocketAddr, shared: &Arc<Shared>) {
             );
             return;
         }
-        Ok(Err(io)) => {
+        Ok(Ok(Err(io))) => {
             if let Some(Err(ve)) = &recorded {
                 refuse(
                     shared,
@@ -211,7 +236,12 @@ async fn handle(tcp: TcpStream, remote: SocketAddr, shared: &Arc<Shared>) {
             }
             return;
         }
-        Ok(Ok(s)) => s,
+        Ok(Ok(Ok(s))) => s,
+    };
+    // From here the slot is this connection's until it closes.
+    let Ok(_slot) = handshaking.established() else {
+        evicted(shared, remote);
+        return;
     };
     let (_, conn) = stream.get_ref();
     let resumed = conn.handshake_kind() == Some(HandshakeKind::Resumed);
