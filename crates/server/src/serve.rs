@@ -206,7 +206,7 @@ async fn own_tls(
         ck,
         trust,
         ClientAuthMode::Permissive,
-        vec![b"h2".to_vec(), b"http/1.1".to_vec()],
+        vec![b"http/1.1".to_vec()],
         sessions,
     );
     Ok((tls, lifetime))
@@ -277,7 +277,10 @@ pub async fn run(auth: Authority, opts: ServeOptions) -> Result<(), String> {
     let router = api::router(state.clone());
     let limits = opts.limits.clone();
     let admission = Admission::new(limits.max_connections);
-    let mut http = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    // HTTP/1.1 only: the API's clients (agents, gateways, curl, browsers)
+    // need nothing more, and hyper's HTTP/2 server has no idle timeout, so
+    // a client could hold a slot forever after its preface.
+    let mut http = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new()).http1_only();
     http.http1()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout);

@@ -9,9 +9,12 @@
 //! like. Here, when every slot is taken, the newcomer takes the slot of the
 //! *oldest connection still in its handshake*, which is closed. Connections
 //! that finished their handshake are never evicted; only when every slot
-//! holds one is the newcomer refused. A real client's handshake takes
-//! milliseconds, so to evict it an attacker would have to open
-//! `max_connections` new connections within those milliseconds.
+//! holds one is the newcomer refused. To evict a real client, an attacker
+//! must open `max_connections` new connections while that client's
+//! handshake is under way (one or two round trips: milliseconds nearby,
+//! a few hundred over the internet), so the margin grows with
+//! `max_connections`; size it for the handshake rate an attacker could
+//! reach within one round trip.
 
 use std::collections::BTreeMap;
 use std::future::Future;

@@ -3,10 +3,11 @@
 //! hyper's HTTP/1 header timeout starts once hyper reads a request head,
 //! but a server that speaks HTTP/1 and HTTP/2 first reads a few bytes to
 //! tell which one the client speaks, and that wait has no deadline: a
-//! client that finishes its handshake and then sends nothing held its slot
-//! forever, however short `header_timeout` was. So the servers read the
-//! first bytes themselves, within `header_timeout`, and hand hyper a
-//! stream that gives those bytes back first.
+//! client that finishes its handshake and then sends nothing (or the start
+//! of the HTTP/2 preface) held its slot forever, however short
+//! `header_timeout` was. So the servers read those bytes themselves,
+//! within `header_timeout`, and hand hyper a stream that gives them back
+//! first.
 
 use std::io;
 use std::pin::Pin;
@@ -32,23 +33,41 @@ pub struct Prefetched<S> {
     inner: S,
 }
 
-/// Waits up to `within` for the client's first bytes on `stream`.
+/// The HTTP/2 connection preface (RFC 9113 §3.4).
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Waits up to `within` for enough of the client's first bytes to tell
+/// HTTP/1 from HTTP/2: until they stop matching the HTTP/2 preface, or
+/// the whole preface has arrived. (Stopping at the first byte would let a
+/// client that sends `P` and nothing more sit in hyper's own, unbounded,
+/// wait for the rest.)
 pub async fn first_bytes<S: AsyncRead + Unpin>(
     mut stream: S,
     within: Duration,
 ) -> Result<Prefetched<S>, NoRequest> {
-    let mut head = vec![0u8; 4096];
-    match tokio::time::timeout(within, stream.read(&mut head)).await {
-        Err(_) => Err(NoRequest::Silent(within)),
-        Ok(Ok(0)) => Err(NoRequest::Closed(None)),
-        Ok(Ok(n)) => {
-            head.truncate(n);
-            Ok(Prefetched {
-                head,
-                pos: 0,
-                inner: stream,
-            })
+    let mut head = Vec::with_capacity(4096);
+    let read = async {
+        loop {
+            let mut chunk = [0u8; 4096];
+            let n = stream.read(&mut chunk).await?;
+            if n == 0 {
+                return Ok(false);
+            }
+            head.extend_from_slice(&chunk[..n]);
+            let seen = head.len().min(H2_PREFACE.len());
+            if head[..seen] != H2_PREFACE[..seen] || seen == H2_PREFACE.len() {
+                return Ok(true);
+            }
         }
+    };
+    match tokio::time::timeout(within, read).await {
+        Err(_) => Err(NoRequest::Silent(within)),
+        Ok(Ok(false)) => Err(NoRequest::Closed(None)),
+        Ok(Ok(true)) => Ok(Prefetched {
+            head,
+            pos: 0,
+            inner: stream,
+        }),
         Ok(Err(e)) => Err(NoRequest::Closed(Some(e))),
     }
 }
@@ -152,6 +171,37 @@ mod tests {
         let r = first_bytes(server, within).await;
         assert!(matches!(r, Err(NoRequest::Silent(d)) if d == within));
         assert!(started.elapsed() >= within);
+    }
+
+    #[tokio::test]
+    async fn part_of_the_http2_preface_is_not_enough() {
+        let (mut client, server) = tokio::io::duplex(64);
+        client.write_all(b"PRI * HTTP/2").await.unwrap();
+        let within = Duration::from_millis(100);
+        let r = first_bytes(server, within).await;
+        assert!(matches!(r, Err(NoRequest::Silent(d)) if d == within));
+    }
+
+    #[tokio::test]
+    async fn the_whole_http2_preface_is_handed_on() {
+        let (mut client, server) = tokio::io::duplex(64);
+        client.write_all(&H2_PREFACE[..10]).await.unwrap();
+        let waiting = tokio::spawn(first_bytes(server, Duration::from_secs(5)));
+        client.write_all(&H2_PREFACE[10..]).await.unwrap();
+        let mut s = waiting.await.unwrap().unwrap();
+        let mut got = vec![0u8; H2_PREFACE.len()];
+        s.read_exact(&mut got).await.unwrap();
+        assert_eq!(got, H2_PREFACE);
+    }
+
+    #[tokio::test]
+    async fn one_byte_that_is_not_the_preface_is_enough() {
+        let (mut client, server) = tokio::io::duplex(64);
+        client.write_all(b"G").await.unwrap();
+        let mut s = first_bytes(server, Duration::from_secs(5)).await.unwrap();
+        let mut one = [0u8; 1];
+        s.read_exact(&mut one).await.unwrap();
+        assert_eq!(&one, b"G");
     }
 
     #[tokio::test]

@@ -16,20 +16,25 @@ use crate::support::Sandbox;
 /// A port free right now on 127.0.0.1, for a server a test starts later.
 ///
 /// Not from `bind(0)`: that draws from the kernel's ephemeral range
-/// (32768–60999), where every outgoing connection of this busy test run
+/// (`ip_local_port_range`, 32768–60999 by default), where every outgoing connection of this busy test run
 /// also gets its local port, so one could take the port between now and
 /// the server's bind, and the test would then talk to itself. Ports here
 /// come from below that range, each handed out once per process, from a
 /// per-process offset so that two test processes rarely meet.
 pub fn free_port() -> u16 {
-    const FIRST: u32 = 20_000;
-    const SPAN: u32 = 12_000;
     static NEXT: AtomicU32 = AtomicU32::new(0);
+    // The ephemeral range's first port (Linux's default when unreadable).
+    let ephemeral = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32_768);
+    let first = ephemeral.saturating_sub(12_000).max(1_024);
+    let span = ephemeral.saturating_sub(first).max(1_000);
     let offset = (std::process::id() % 100) * 100;
     loop {
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        assert!(n < SPAN, "no free port left below the ephemeral range");
-        let port = (FIRST + (offset + n) % SPAN) as u16;
+        assert!(n < span, "no free port left below the ephemeral range");
+        let port = (first + (offset + n) % span) as u16;
         if TcpListener::bind(("127.0.0.1", port)).is_ok() {
             return port;
         }

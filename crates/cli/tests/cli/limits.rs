@@ -108,16 +108,18 @@ spiffe_id = ["spiffe://example.org/ns/prod/sa/web"]
     let flooder = {
         let stop = stop.clone();
         std::thread::spawn(move || {
-            // 500 a second: a pending handshake keeps its slot until 100
-            // newer ones arrive, about 200 ms, far longer than a real
-            // handshake takes, even on a busy machine that accepts the
-            // flood in bursts. The promise scales with max_connections.
+            // 200 a second: a pending handshake keeps its slot until 100
+            // newer ones arrive, about half a second, far longer than a
+            // real handshake on loopback takes, even on a busy machine
+            // that accepts the flood in bursts. What a client needs is
+            // that fewer than max_connections newcomers arrive during its
+            // handshake: the promise scales with max_connections.
             let mut opened = Vec::new();
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) && opened.len() < 1000 {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && opened.len() < 2000 {
                 if let Ok(s) = TcpStream::connect(("127.0.0.1", port)) {
                     opened.push(s);
                 }
-                std::thread::sleep(Duration::from_millis(2));
+                std::thread::sleep(Duration::from_millis(5));
             }
             opened
         })
@@ -130,7 +132,7 @@ spiffe_id = ["spiffe://example.org/ns/prod/sa/web"]
     assert_eq!(during["completed"], 10, "{during}\n{}", gw.log_text());
     // It was still going when the clients were done.
     assert!(
-        (50..1000).contains(&flooded.len()),
+        (20..2000).contains(&flooded.len()),
         "the flood opened {} connections",
         flooded.len()
     );
@@ -221,9 +223,9 @@ fn ca_serve_caps_connections_and_drops_slow_handshakes_headers_and_bodies() {
     let mut toml = std::fs::read_to_string(&path).unwrap();
     for (from, to) in [
         ("max_connections = 4096", "max_connections = 20"),
-        ("handshake_timeout = \"10s\"", "handshake_timeout = \"6s\""),
-        ("header_timeout = \"30s\"", "header_timeout = \"3s\""),
-        ("request_timeout = \"60s\"", "request_timeout = \"3s\""),
+        ("handshake_timeout = \"10s\"", "handshake_timeout = \"8s\""),
+        ("header_timeout = \"30s\"", "header_timeout = \"5s\""),
+        ("request_timeout = \"60s\"", "request_timeout = \"5s\""),
     ] {
         assert!(toml.contains(from), "ca.toml has no {from}:\n{toml}");
         toml = toml.replace(from, to);
@@ -281,10 +283,6 @@ fn ca_serve_caps_connections_and_drops_slow_handshakes_headers_and_bodies() {
             "silent connection {i} (the oldest 20 are evicted)"
         );
     }
-    assert!(
-        started.elapsed() < Duration::from_millis(5500),
-        "the check itself took too long to mean anything"
-    );
 
     // While the flood holds the other slots, a real client is served.
     let get_roots = |s: &mut Tls| {
@@ -309,6 +307,13 @@ fn ca_serve_caps_connections_and_drops_slow_handshakes_headers_and_bodies() {
     }
     // As above: the server's side of the idle clients' handshakes.
     std::thread::sleep(Duration::from_millis(300));
+    // Everything so far must happen before the slow clients' 5s timeouts
+    // free their slots, or what follows proves nothing.
+    assert!(
+        started.elapsed() < Duration::from_millis(4000),
+        "the machine is too slow for this check: {:?} to get here",
+        started.elapsed()
+    );
     let mut late = TcpStream::connect(("127.0.0.1", port)).unwrap();
     assert!(
         tcp_closed_within(&mut late, Duration::from_millis(500)),
@@ -332,8 +337,8 @@ fn ca_serve_caps_connections_and_drops_slow_handshakes_headers_and_bodies() {
     }
     let waited = started.elapsed();
     assert!(
-        waited >= Duration::from_millis(2700),
-        "dropped after {waited:?}, before the 3s timeouts"
+        waited >= Duration::from_millis(4500),
+        "dropped after {waited:?}, before the 5s timeouts"
     );
 
     // Slots are free again: a client is served, and one that never sends
@@ -344,7 +349,7 @@ fn ca_serve_caps_connections_and_drops_slow_handshakes_headers_and_bodies() {
     let opened = Instant::now();
     assert!(tcp_closed_within(&mut lone, Duration::from_secs(10)));
     assert!(
-        opened.elapsed() >= Duration::from_millis(5500),
+        opened.elapsed() >= Duration::from_millis(7500),
         "a lone silent connection was dropped after {:?}",
         opened.elapsed()
     );
@@ -391,18 +396,26 @@ spiffe_id = ["spiffe://example.org/ns/prod/sa/web"]
     );
     let gw = Gateway::start(&sb, "gw.toml", &config, port);
     let started = Instant::now();
-    // Three send half their headers; two finish the handshake and then
-    // send nothing at all (before HTTP/1 or HTTP/2 is even chosen).
+    // Three send half their headers; one the start of the HTTP/2 preface
+    // and one nothing at all after the handshake (so HTTP/1 or HTTP/2 is
+    // never even chosen).
     let mut trickling: Vec<Tls> = (0..5)
         .map(|i| {
             let mut s = tls_to(&sb, port);
-            if i < 3 {
-                s.write_all(b"GET /hello HTTP/1.1\r\nHost: localhost\r\n")
-                    .unwrap();
+            match i {
+                0..3 => s
+                    .write_all(b"GET /hello HTTP/1.1\r\nHost: localhost\r\n")
+                    .unwrap(),
+                3 => s.write_all(b"PRI * HTTP/2").unwrap(),
+                _ => {}
             }
             s
         })
         .collect();
+    // A TLS 1.3 client is done with its handshake before the server has
+    // read its Finished; until then the connection could still be evicted.
+    // Give the server that moment (it needs microseconds).
+    std::thread::sleep(Duration::from_millis(300));
     let r = handshakes(&sb, port, "1");
     assert_eq!(
         r["completed"], 0,

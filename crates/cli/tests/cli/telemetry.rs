@@ -262,7 +262,10 @@ fn bug_hostile_client_certificates_cannot_blind_telemetry() {
         return;
     };
     let sb = Sandbox::new();
-    let s = setup(&sb, "3s");
+    // One long interval, so that everything below lands in the gateway's
+    // first report, whose counts then far exceed one request body.
+    let t0 = Instant::now();
+    let s = setup(&sb, "10s");
     let key = KeyPair::generate().unwrap();
     // 150 subjects of ~1.9 KB: about 300 KB of counts.
     let mut cns: Vec<String> = (0..150)
@@ -278,6 +281,11 @@ fn bug_hostile_client_certificates_cannot_blind_telemetry() {
         present(&sb, s.port, cert.der().clone(), key.serialize_der());
     }
     assert_eq!(status(&sb, &curl, s.port, Some("web")), "200");
+    assert!(
+        t0.elapsed() < Duration::from_secs(9),
+        "too slow to fit in one report interval: {:?}",
+        t0.elapsed()
+    );
 
     let started = Instant::now();
     loop {

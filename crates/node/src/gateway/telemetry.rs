@@ -18,18 +18,31 @@ use symbolon_core::api_limits::{
     MAX_BODY, MAX_TELEMETRY_CLIENT, MAX_TELEMETRY_COUNTS, MAX_TELEMETRY_REASON,
 };
 
-/// Distinct (client, kind, reason) counts kept between two reports.
+/// Distinct (client, kind, reason) counts kept between two reports, and
+/// the bytes of their names: client names can be chosen by anyone who
+/// presents a certificate, so both are bounded. Counts for names beyond
+/// either bound are not kept until the next report.
 const MAX_PENDING: usize = 50_000;
+const MAX_PENDING_BYTES: usize = 8 << 20;
+
+type Key = (String, &'static str, String);
+
+#[derive(Debug, Default)]
+struct Pending {
+    counts: HashMap<Key, i64>,
+    /// Bytes of client names and reasons held in `counts`.
+    bytes: usize,
+}
 
 #[derive(Debug)]
 pub struct Telemetry {
-    counts: Mutex<HashMap<(String, &'static str, String), i64>>,
+    pending: Mutex<Pending>,
 }
 
 impl Telemetry {
     pub fn new() -> Arc<Telemetry> {
         Arc::new(Telemetry {
-            counts: Mutex::new(HashMap::new()),
+            pending: Mutex::new(Pending::default()),
         })
     }
 
@@ -42,11 +55,14 @@ impl Telemetry {
             kind,
             clip(reason, MAX_TELEMETRY_REASON),
         );
-        if let Ok(mut c) = self.counts.lock() {
-            // Bounded: a flood of distinct identities cannot grow memory
-            // without limit between two reports.
-            if c.len() < MAX_PENDING || c.contains_key(&key) {
-                *c.entry(key).or_insert(0) += 1;
+        if let Ok(mut p) = self.pending.lock() {
+            if let Some(n) = p.counts.get_mut(&key) {
+                *n += 1;
+            } else if p.counts.len() < MAX_PENDING
+                && p.bytes + key.0.len() + key.2.len() <= MAX_PENDING_BYTES
+            {
+                p.bytes += key.0.len() + key.2.len();
+                p.counts.insert(key, 1);
             }
         }
     }
@@ -63,10 +79,10 @@ impl Telemetry {
         self.add(client, "failed", reason);
     }
 
-    fn take(&self) -> HashMap<(String, &'static str, String), i64> {
-        self.counts
+    fn take(&self) -> HashMap<Key, i64> {
+        self.pending
             .lock()
-            .map(|mut c| std::mem::take(&mut *c))
+            .map(|mut p| std::mem::take(&mut *p).counts)
             .unwrap_or_default()
     }
 }
@@ -132,7 +148,8 @@ pub async fn report_loop(
             );
         }
         let cert = live.borrow().tls.certified_key().clone();
-        for body in bodies {
+        let mut bodies = bodies.into_iter();
+        while let Some(body) = bodies.next() {
             match client::post_json(
                 &ca,
                 CaAnchor::Root(root.clone()),
@@ -147,11 +164,17 @@ pub async fn report_loop(
                     &[("result", "sent")],
                 ),
                 Err(e) => {
-                    metrics.inc(
-                        "symbolon_gateway_telemetry_reports_total",
-                        &[("result", "dropped")],
-                    );
-                    tracing::debug!("telemetry report dropped: {e}");
+                    // The rest would most likely fail the same way, each
+                    // after its own timeout: drop them with this one.
+                    let dropped = 1 + bodies.len();
+                    for _ in 0..dropped {
+                        metrics.inc(
+                            "symbolon_gateway_telemetry_reports_total",
+                            &[("result", "dropped")],
+                        );
+                    }
+                    tracing::debug!("{dropped} telemetry report(s) dropped: {e}");
+                    break;
                 }
             }
         }
@@ -316,6 +339,28 @@ mod tests {
         t.failed(&subject, "unknown_ca");
         t.failed(&subject, "unknown_ca");
         assert_eq!(t.take().values().copied().collect::<Vec<_>>(), vec![2]);
+    }
+
+    #[test]
+    fn pending_counts_are_bounded_in_bytes_as_well_as_in_number() {
+        let t = Telemetry::new();
+        // 5,000 distinct names of 2 KB: 10 MB, over the 8 MiB budget.
+        for i in 0..5000 {
+            t.failed(&format!("{i:0>2048}"), "unknown_ca");
+        }
+        // A name already counted still counts once the budget is spent.
+        t.failed(&format!("{:0>2048}", 0), "unknown_ca");
+        let taken = t.take();
+        let bytes: usize = taken.keys().map(|k| k.0.len() + k.2.len()).sum();
+        assert!(bytes <= MAX_PENDING_BYTES, "{bytes}");
+        assert!(taken.len() > 4000 && taken.len() < 5000, "{}", taken.len());
+        assert_eq!(
+            taken[&(format!("{:0>2048}", 0), "failed", "unknown_ca".into())],
+            2
+        );
+        // The next interval starts with a fresh budget.
+        t.failed("spiffe://example.org/web", "unknown_ca");
+        assert_eq!(t.take().len(), 1);
     }
 
     #[test]
