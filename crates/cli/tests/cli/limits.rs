@@ -354,6 +354,17 @@ fn ca_serve_caps_connections_and_drops_slow_handshakes_headers_and_bodies() {
         opened.elapsed()
     );
 
+    // The server closes a connection before it logs why: wait for the
+    // last line.
+    let waiting = Instant::now();
+    while !serve.log_text().contains("reason=\"handshake_timeout\"") {
+        assert!(
+            waiting.elapsed() < Duration::from_secs(5),
+            "{}",
+            serve.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let log = serve.log_text();
     let count = |reason: &str| log.matches(&format!("reason=\"{reason}\"")).count();
     assert_eq!(count("evicted"), 30, "{log}");
@@ -381,7 +392,7 @@ key = "gw.key"
 client_ca = "ca/root.crt"
 mode = "permissive"
 header_timeout = "2s"
-max_connections = 5
+max_connections = 6
 
 [upstream]
 address = "{}"
@@ -396,10 +407,11 @@ spiffe_id = ["spiffe://example.org/ns/prod/sa/web"]
     );
     let gw = Gateway::start(&sb, "gw.toml", &config, port);
     let started = Instant::now();
-    // Three send half their headers; one the start of the HTTP/2 preface
-    // and one nothing at all after the handshake (so HTTP/1 or HTTP/2 is
-    // never even chosen).
-    let mut trickling: Vec<Tls> = (0..5)
+    // Three send half their headers; one the start of the HTTP/2 preface;
+    // one nothing at all after the handshake (so HTTP/1 or HTTP/2 is never
+    // even chosen); one speaks HTTP/2 (preface and SETTINGS) and then sends
+    // no request, which hyper's HTTP/2 server alone would allow forever.
+    let mut trickling: Vec<Tls> = (0..6)
         .map(|i| {
             let mut s = tls_to(&sb, port);
             match i {
@@ -407,6 +419,11 @@ spiffe_id = ["spiffe://example.org/ns/prod/sa/web"]
                     .write_all(b"GET /hello HTTP/1.1\r\nHost: localhost\r\n")
                     .unwrap(),
                 3 => s.write_all(b"PRI * HTTP/2").unwrap(),
+                4 => {
+                    s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").unwrap();
+                    // An empty SETTINGS frame (RFC 9113 §6.5).
+                    s.write_all(&[0, 0, 0, 4, 0, 0, 0, 0, 0]).unwrap();
+                }
                 _ => {}
             }
             s
@@ -421,7 +438,7 @@ spiffe_id = ["spiffe://example.org/ns/prod/sa/web"]
         r["completed"], 0,
         "a client got in past max_connections: {r}"
     );
-    gw.wait_log("server.max_connections (5) reached");
+    gw.wait_log("server.max_connections (6) reached");
 
     for s in &mut trickling {
         tls_closed_within(s, Duration::from_secs(10)).expect("trickling or silent client kept");
@@ -439,5 +456,6 @@ spiffe_id = ["spiffe://example.org/ns/prod/sa/web"]
         2,
         "{log}"
     );
+    assert!(log.contains("no request for 2s"), "{log}");
     assert_eq!(backend.bytes(), 0, "a partial request reached the backend");
 }

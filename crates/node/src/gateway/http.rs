@@ -20,6 +20,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 
 use super::identity::xfcc;
+use super::idle::{Activity, Tracked};
 use super::server::{ConnContext, Shared};
 
 pub type Body = BoxBody<Bytes, hyper::Error>;
@@ -60,10 +61,16 @@ pub async fn serve_connection(stream: TlsStream<TcpStream>, ctx: ConnContext, sh
     let header_timeout = shared.settings.header_timeout;
     let ctx = Arc::new(ctx);
     let svc_ctx = ctx.clone();
+    let activity = Activity::new();
+    let svc_activity = activity.clone();
     let service = hyper::service::service_fn(move |req| {
         let ctx = svc_ctx.clone();
         let shared = shared.clone();
-        async move { Ok::<_, Infallible>(handle(req, &ctx, &shared).await) }
+        let busy = svc_activity.busy();
+        async move {
+            let resp = handle(req, &ctx, &shared).await;
+            Ok::<_, Infallible>(resp.map(|b| BoxBody::new(Tracked::new(b, busy))))
+        }
     });
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     // Without a timer hyper never times out headers: a client could hold a
@@ -96,6 +103,10 @@ pub async fn serve_connection(stream: TlsStream<TcpStream>, ctx: ConnContext, sh
         _ = conn => {}
         why = ctx.must_close() => {
             tracing::info!(remote = %ctx.remote, "connection closed: {why}");
+        }
+        // HTTP/2 has no idle timeout of its own in hyper (see `idle`).
+        _ = activity.idle_for(header_timeout) => {
+            tracing::info!(remote = %ctx.remote, reason = "header_timeout", "connection closed: no request for {header_timeout:?} (server.header_timeout)");
         }
     }
 }
