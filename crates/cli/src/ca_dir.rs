@@ -47,8 +47,8 @@ pub struct CaConfig {
 #[serde(deny_unknown_fields)]
 pub struct Limits {
     /// Connections served at once. When all are taken, a newcomer takes
-    /// the slot of the oldest still in its handshake; only when all have
-    /// finished theirs is it closed.
+    /// the slot of the oldest still in its handshake, else of the one idle
+    /// longest; only when every one has a request in flight is it closed.
     #[serde(default = "max_connections")]
     pub max_connections: usize,
     #[serde(default = "handshake_timeout")]

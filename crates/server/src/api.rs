@@ -136,6 +136,17 @@ impl From<IssueError> for ApiError {
     }
 }
 
+/// The answer to a request that arrived just as its idle connection's slot
+/// went to a newer connection (`limits.max_connections` reached).
+pub(crate) fn evicted() -> Response {
+    err(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "evicted",
+        "the CA gave this idle connection's slot to a newer one (limits.max_connections); retry",
+    )
+    .into_response()
+}
+
 fn body_json<T: serde::de::DeserializeOwned>(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<T, ApiError> {

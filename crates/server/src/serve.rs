@@ -11,7 +11,8 @@ use symbolon_core::{Identity, Metrics};
 use symbolon_pki::{LeafSpec, Profile};
 use symbolon_store::CrlRecord;
 use symbolon_tls::{
-    Admission, Admit, ClientAuthMode, Evicted, NoRequest, ServerTls, SessionState, TrustBundle,
+    Activity, Admission, Admit, ClientAuthMode, Evicted, NoRequest, ServerTls, SessionState,
+    Tracked, TrustBundle,
 };
 use time::OffsetDateTime;
 use tokio::net::TcpListener;
@@ -108,8 +109,8 @@ pub struct ServeOptions {
 #[derive(Clone, Debug)]
 pub struct Limits {
     /// Connections served at once. When all are taken, a newcomer takes
-    /// the slot of the oldest still in its handshake; only when all have
-    /// finished theirs is it closed.
+    /// the slot of the oldest still in its handshake, else of the one idle
+    /// longest; only when every one has a request in flight is it closed.
     pub max_connections: usize,
     pub handshake_timeout: Duration,
     /// To send a request's headers; also the longest an idle HTTP/1.1
@@ -321,7 +322,7 @@ pub async fn run(auth: Authority, opts: ServeOptions) -> Result<(), String> {
             let Ok((cfg, outcome)) = tls.for_connection() else {
                 return;
             };
-            let evicted = || {
+            let evicted = |when: &str| {
                 metrics.inc(
                     "symbolon_ca_connections_refused_total",
                     &[("reason", "evicted")],
@@ -329,7 +330,7 @@ pub async fn run(auth: Authority, opts: ServeOptions) -> Result<(), String> {
                 tracing::info!(
                     reason = "evicted",
                     remote = %remote,
-                    "connection closed: still in its handshake when {max_connections} connections were open (limits.max_connections); its slot went to a newer connection"
+                    "connection closed: {when} when {max_connections} connections were open (limits.max_connections); its slot went to a newer connection"
                 );
             };
             let stream = match tokio::time::timeout(
@@ -340,7 +341,7 @@ pub async fn run(auth: Authority, opts: ServeOptions) -> Result<(), String> {
             {
                 Ok(Ok(Ok(s))) => s,
                 Ok(Err(Evicted)) => {
-                    evicted();
+                    evicted("still in its handshake");
                     return;
                 }
                 Ok(Ok(Err(e))) => {
@@ -371,10 +372,13 @@ pub async fn run(auth: Authority, opts: ServeOptions) -> Result<(), String> {
                 }
             };
             // From here the slot is this connection's until it closes.
-            let Ok(_slot) = handshaking.established() else {
-                evicted();
+            // From here the slot is this connection's until it closes,
+            // but a newcomer may take it while no request is in flight.
+            let Ok(slot) = handshaking.established() else {
+                evicted("still in its handshake");
                 return;
             };
+            let activity = Activity::new(slot);
             let recorded = outcome.lock().ok().and_then(|mut o| o.take());
             let peer = match recorded {
                 Some(Ok(path)) => Some(path.peer),
@@ -392,7 +396,14 @@ pub async fn run(auth: Authority, opts: ServeOptions) -> Result<(), String> {
             };
             // hyper's header timeout does not cover the bytes it reads to
             // tell HTTP/1 from HTTP/2: bound the wait for those here.
-            let stream = match symbolon_tls::first_bytes(stream, header_timeout).await {
+            let first = tokio::select! {
+                first = symbolon_tls::first_bytes(stream, header_timeout) => first,
+                _ = activity.evicted() => {
+                    evicted("idle");
+                    return;
+                }
+            };
+            let stream = match first {
                 Ok(s) => s,
                 Err(NoRequest::Silent(d)) => {
                     metrics.inc(
@@ -412,13 +423,21 @@ pub async fn run(auth: Authority, opts: ServeOptions) -> Result<(), String> {
                 }
             };
             let peer = Peer(peer);
+            let svc_activity = activity.clone();
+            let svc_metrics = metrics.clone();
             let svc = hyper::service::service_fn(
                 move |mut req: hyper::Request<hyper::body::Incoming>| {
                     let router = router.clone();
-                    let metrics = metrics.clone();
+                    let metrics = svc_metrics.clone();
+                    let busy = svc_activity.busy();
                     req.extensions_mut().insert(peer.clone());
                     req.extensions_mut().insert(Remote(remote));
                     async move {
+                        // Taken while idle, just as this request arrived:
+                        // the connection is closing; the client may retry.
+                        let Ok(busy) = busy else {
+                            return Ok(api::evicted());
+                        };
                         let started = std::time::Instant::now();
                         let path = req.uri().path().to_string();
                         let resp = match tokio::time::timeout(
@@ -450,11 +469,16 @@ pub async fn run(auth: Authority, opts: ServeOptions) -> Result<(), String> {
                                 started.elapsed().as_secs_f64(),
                             );
                         }
-                        resp
+                        // In flight until the body is sent (the revocation
+                        // feed's never is, while the gateway listens).
+                        resp.map(|r| r.map(|b| axum::body::Body::new(Tracked::new(b, busy))))
                     }
                 },
             );
-            let _ = http.serve_connection(TokioIo::new(stream), svc).await;
+            tokio::select! {
+                _ = http.serve_connection(TokioIo::new(stream), svc) => {}
+                _ = activity.evicted() => evicted("idle"),
+            }
         });
     }
 }

@@ -3,10 +3,11 @@
 //! (the same verifier `symbolon cert verify` runs), so every refused
 //! handshake has a reason code and a sentence. Also what both TLS servers
 //! (the gateway and `ca serve`) do around the handshake: admission of
-//! connections into a fixed number of slots, and a deadline for a client's
-//! first bytes after it.
+//! connections into a fixed number of slots, which requests are in flight
+//! on each, and a deadline for a client's first bytes after it.
 #![forbid(unsafe_code)]
 
+mod activity;
 mod admission;
 mod client;
 mod credentials;
@@ -14,6 +15,7 @@ mod first_bytes;
 mod server;
 
 // === the public interface ===
+pub use activity::{Activity, Busy, Tracked};
 pub use admission::{Admission, Admit, Evicted, Handshaking, Slot};
 pub use client::{CaAnchor, ClientTls, ServerIdentity, ca_client_config};
 pub use credentials::{TlsError, TrustBundle, certified_key_from_der, load_certified_key};

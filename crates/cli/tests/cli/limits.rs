@@ -296,8 +296,7 @@ fn ca_serve_caps_connections_and_drops_slow_handshakes_headers_and_bodies() {
 
     // Ten idle clients finish their handshakes (and then send nothing) and
     // take the slots of the last silent ones: now every slot holds an
-    // established connection, and only now is a newcomer closed as it
-    // arrives.
+    // established connection.
     let idle: Vec<Tls> = (0..10).map(|_| tls_to(&sb, port)).collect();
     for (i, s) in silent.iter_mut().enumerate() {
         assert!(
@@ -314,11 +313,22 @@ fn ca_serve_caps_connections_and_drops_slow_handshakes_headers_and_bodies() {
         "the machine is too slow for this check: {:?} to get here",
         started.elapsed()
     );
-    let mut late = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    // With no handshake left to evict, a newcomer takes the slot of the
+    // connection idle longest: the first client that sent half its
+    // headers (no request in flight yet), not one whose request is in
+    // flight (its body still coming).
+    let text = get_roots(&mut tls_to(&sb, port));
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
     assert!(
-        tcp_closed_within(&mut late, Duration::from_millis(500)),
-        "a client beyond max_connections was kept"
+        tls_closed_within(&mut slow_headers[0], Duration::from_millis(500)).is_some(),
+        "the connection idle longest kept its slot"
     );
+    for (i, s) in slow_bodies.iter_mut().enumerate() {
+        assert!(
+            tls_closed_within(s, Duration::from_millis(40)).is_none(),
+            "slow body {i} was evicted with its request in flight"
+        );
+    }
 
     // Each slow kind is dropped by its own timeout, not before.
     for s in &mut slow_headers {
@@ -367,13 +377,62 @@ fn ca_serve_caps_connections_and_drops_slow_handshakes_headers_and_bodies() {
     }
     let log = serve.log_text();
     let count = |reason: &str| log.matches(&format!("reason=\"{reason}\"")).count();
-    assert_eq!(count("evicted"), 30, "{log}");
-    assert!(count("max_connections") >= 1, "{log}");
+    assert_eq!(count("evicted"), 31, "{log}");
     assert!(count("handshake_timeout") >= 1, "{log}");
     assert!(count("request_timeout") >= 5, "{log}");
     // The idle ones, dropped by header_timeout before HTTP/1 or HTTP/2
     // was even chosen.
     assert!(count("header_timeout") >= 10, "{log}");
+}
+
+#[test]
+fn ca_serve_refuses_newcomers_only_when_every_slot_has_a_request_in_flight() {
+    let sb = Sandbox::new();
+    sb.init_plain_ca("ca", &[]);
+    let path = sb.path("ca/ca.toml");
+    let toml = std::fs::read_to_string(&path).unwrap();
+    assert!(toml.contains("max_connections = 4096"), "{toml}");
+    std::fs::write(
+        &path,
+        toml.replace("max_connections = 4096", "max_connections = 3"),
+    )
+    .unwrap();
+    let serve = CaServe::start(&sb, "ca");
+    let port = serve.port;
+    // Three requests in flight: headers sent, a body of 100 bytes
+    // announced and not sent.
+    let _in_flight: Vec<Tls> = (0..3)
+        .map(|_| {
+            let mut s = tls_to(&sb, port);
+            s.write_all(
+                b"POST /v1/enroll HTTP/1.1\r\nHost: localhost\r\n\
+                  content-type: application/json\r\ncontent-length: 100\r\n\r\n{",
+            )
+            .unwrap();
+            s
+        })
+        .collect();
+    // The server's side of those handshakes and requests (microseconds).
+    std::thread::sleep(Duration::from_millis(300));
+    let mut newcomer = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    assert!(
+        tcp_closed_within(&mut newcomer, Duration::from_millis(500)),
+        "a newcomer was kept although every slot has a request in flight"
+    );
+    let started = Instant::now();
+    while !serve.log_text().contains("reason=\"max_connections\"") {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{}",
+            serve.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        !serve.log_text().contains("reason=\"evicted\""),
+        "{}",
+        serve.log_text()
+    );
 }
 
 #[test]
@@ -433,12 +492,15 @@ spiffe_id = ["spiffe://example.org/ns/prod/sa/web"]
     // read its Finished; until then the connection could still be evicted.
     // Give the server that moment (it needs microseconds).
     std::thread::sleep(Duration::from_millis(300));
+    // None has a request in flight: a newcomer takes the slot of the one
+    // idle longest (the first trickling client) instead of being refused.
     let r = handshakes(&sb, port, "1");
-    assert_eq!(
-        r["completed"], 0,
-        "a client got in past max_connections: {r}"
+    assert_eq!(r["completed"], 1, "{r}\n{}", gw.log_text());
+    gw.wait_log("idle when server.max_connections (6) was reached");
+    assert!(
+        tls_closed_within(&mut trickling[0], Duration::from_millis(500)).is_some(),
+        "the connection idle longest kept its slot"
     );
-    gw.wait_log("server.max_connections (6) reached");
 
     for s in &mut trickling {
         tls_closed_within(s, Duration::from_secs(10)).expect("trickling or silent client kept");

@@ -15,12 +15,11 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use symbolon_core::{RequestFacts, normalize_path};
-use symbolon_tls::NoRequest;
+use symbolon_tls::{Activity, NoRequest, Slot, Tracked};
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 
 use super::identity::xfcc;
-use super::idle::{Activity, Tracked};
 use super::server::{ConnContext, Shared};
 
 pub type Body = BoxBody<Bytes, hyper::Error>;
@@ -57,17 +56,40 @@ fn json_response(status: StatusCode, body: serde_json::Value) -> Response<Body> 
     resp
 }
 
-pub async fn serve_connection(stream: TlsStream<TcpStream>, ctx: ConnContext, shared: Arc<Shared>) {
+/// Counts and logs an idle connection whose slot a newcomer took.
+fn evicted_idle(shared: &Shared, remote: SocketAddr) {
+    shared.metrics.inc(
+        "symbolon_gateway_connections_refused_total",
+        &[("reason", "evicted")],
+    );
+    tracing::info!(remote = %remote, reason = "evicted", "connection closed: idle when server.max_connections ({}) was reached; its slot went to a newer connection", shared.settings.max_connections);
+}
+
+pub async fn serve_connection(
+    stream: TlsStream<TcpStream>,
+    ctx: ConnContext,
+    shared: Arc<Shared>,
+    slot: Slot,
+) {
     let header_timeout = shared.settings.header_timeout;
     let ctx = Arc::new(ctx);
     let svc_ctx = ctx.clone();
-    let activity = Activity::new();
+    let activity = Activity::new(slot);
     let svc_activity = activity.clone();
+    let svc_shared = shared.clone();
     let service = hyper::service::service_fn(move |req| {
         let ctx = svc_ctx.clone();
-        let shared = shared.clone();
+        let shared = svc_shared.clone();
         let busy = svc_activity.busy();
         async move {
+            // Taken while idle, just as this request arrived: the
+            // connection is closing; the client may retry elsewhere.
+            let Ok(busy) = busy else {
+                return Ok(json_response(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    serde_json::json!({"reason": "evicted", "detail": "the gateway gave this idle connection's slot to a newer one; retry"}),
+                ));
+            };
             let resp = handle(req, &ctx, &shared).await;
             Ok::<_, Infallible>(resp.map(|b| BoxBody::new(Tracked::new(b, busy))))
         }
@@ -97,6 +119,10 @@ pub async fn serve_connection(stream: TlsStream<TcpStream>, ctx: ConnContext, sh
             tracing::info!(remote = %ctx.remote, "connection closed: {why}");
             return;
         }
+        _ = activity.evicted() => {
+            evicted_idle(&shared, ctx.remote);
+            return;
+        }
     };
     let conn = builder.serve_connection(TokioIo::new(stream), service);
     tokio::select! {
@@ -104,7 +130,10 @@ pub async fn serve_connection(stream: TlsStream<TcpStream>, ctx: ConnContext, sh
         why = ctx.must_close() => {
             tracing::info!(remote = %ctx.remote, "connection closed: {why}");
         }
-        // HTTP/2 has no idle timeout of its own in hyper (see `idle`).
+        _ = activity.evicted() => {
+            evicted_idle(&shared, ctx.remote);
+        }
+        // HTTP/2 has no idle timeout of its own in hyper (see `Activity`).
         _ = activity.idle_for(header_timeout) => {
             tracing::info!(remote = %ctx.remote, reason = "header_timeout", "connection closed: no request for {header_timeout:?} (server.header_timeout)");
         }

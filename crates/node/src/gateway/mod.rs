@@ -5,7 +5,6 @@ pub mod client;
 pub mod config;
 pub mod http;
 pub mod identity;
-mod idle;
 pub mod revocation;
 pub mod server;
 pub mod stapling;

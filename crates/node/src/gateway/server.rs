@@ -150,7 +150,7 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
 
 /// Counts and logs a connection whose handshake was cut short because a
 /// newer connection took its slot.
-fn evicted(shared: &Shared, remote: SocketAddr) {
+pub(super) fn evicted(shared: &Shared, remote: SocketAddr) {
     shared.metrics.inc(
         "symbolon_gateway_connections_refused_total",
         &[("reason", "evicted")],
@@ -238,8 +238,9 @@ async fn handle(
         }
         Ok(Ok(Ok(s))) => s,
     };
-    // From here the slot is this connection's until it closes.
-    let Ok(_slot) = handshaking.established() else {
+    // From here the slot is this connection's until it closes (in HTTP
+    // mode, a newcomer may still take it while no request is in flight).
+    let Ok(slot) = handshaking.established() else {
         evicted(shared, remote);
         return;
     };
@@ -345,7 +346,12 @@ async fn handle(
         revoked,
     };
     match shared.cfg.protocol {
-        Protocol::Http => http::serve_connection(stream, ctx, shared.clone()).await,
-        Protocol::Tcp => tcp::forward(stream, ctx, shared.clone()).await,
+        Protocol::Http => http::serve_connection(stream, ctx, shared.clone(), slot).await,
+        // A byte stream has no requests to tell idle from busy: it keeps
+        // its slot until it closes.
+        Protocol::Tcp => {
+            let _slot = slot;
+            tcp::forward(stream, ctx, shared.clone()).await
+        }
     }
 }
