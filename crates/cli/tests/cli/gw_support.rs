@@ -41,6 +41,32 @@ pub fn free_port() -> u16 {
     }
 }
 
+/// A rustls client configuration trusting only `ca/root.crt`, presenting
+/// `client` (certificate, PKCS#8 key) when given.
+pub fn client_config(
+    sb: &Sandbox,
+    client: Option<(
+        rustls::pki_types::CertificateDer<'static>,
+        rustls::pki_types::PrivatePkcs8KeyDer<'static>,
+    )>,
+) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in symbolon_pki::input::load_certificates(&sb.path("ca/root.crt")).unwrap() {
+        roots.add(c).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots);
+    Arc::new(match client {
+        Some((cert, key)) => builder
+            .with_client_auth_cert(vec![cert], key.into())
+            .unwrap(),
+        None => builder.with_no_client_auth(),
+    })
+}
+
 /// One request as the backend saw it.
 #[derive(Clone, Debug)]
 pub struct Seen {

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::gw_support::{CaServe, Gateway, HttpBackend, free_port, pki};
+use crate::gw_support::{CaServe, Gateway, HttpBackend, client_config, free_port, pki};
 use crate::support::Sandbox;
 
 fn rss_kib(pid: u32) -> u64 {
@@ -162,18 +162,9 @@ type Tls = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
 /// A finished TLS handshake with the CA or the gateway at `port` (as
 /// `localhost`), without a client certificate, trusting `ca/root.crt`.
 fn tls_to(sb: &Sandbox, port: u16) -> Tls {
-    let mut roots = rustls::RootCertStore::empty();
-    for c in symbolon_pki::input::load_certificates(&sb.path("ca/root.crt")).unwrap() {
-        roots.add(c).unwrap();
-    }
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
     let conn =
-        rustls::ClientConnection::new(Arc::new(config), "localhost".try_into().unwrap()).unwrap();
+        rustls::ClientConnection::new(client_config(sb, None), "localhost".try_into().unwrap())
+            .unwrap();
     let mut s = rustls::StreamOwned::new(conn, TcpStream::connect(("127.0.0.1", port)).unwrap());
     while s.conn.is_handshaking() {
         s.conn.complete_io(&mut s.sock).unwrap();

@@ -7,13 +7,12 @@ use std::io::Read;
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::Command;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rustls::pki_types::{CertificateDer, PrivatePkcs8KeyDer};
 use symbolon_testkit::rcgen::{CertificateParams, DnType, ExtendedKeyUsagePurpose, KeyPair};
 
-use crate::gw_support::{CaServe, Gateway, HttpBackend, free_port};
+use crate::gw_support::{CaServe, Gateway, HttpBackend, client_config, free_port};
 use crate::support::{Sandbox, run_tool, tool};
 
 /// Sums telemetry rows by (client, kind, reason) straight from the store.
@@ -224,19 +223,8 @@ fn gateway_telemetry_reaches_the_store_and_a_dead_control_plane_costs_only_a_cou
 /// until the gateway has judged it: the handshake fails or the connection
 /// closes (bounded).
 fn present(sb: &Sandbox, port: u16, cert: CertificateDer<'static>, key: Vec<u8>) {
-    let mut roots = rustls::RootCertStore::empty();
-    for c in symbolon_pki::input::load_certificates(&sb.path("ca/root.crt")).unwrap() {
-        roots.add(c).unwrap();
-    }
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_client_auth_cert(vec![cert], PrivatePkcs8KeyDer::from(key).into())
-        .unwrap();
-    let conn =
-        rustls::ClientConnection::new(Arc::new(config), "localhost".try_into().unwrap()).unwrap();
+    let config = client_config(sb, Some((cert, PrivatePkcs8KeyDer::from(key))));
+    let conn = rustls::ClientConnection::new(config, "localhost".try_into().unwrap()).unwrap();
     let sock = TcpStream::connect(("127.0.0.1", port)).unwrap();
     sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let mut tls = rustls::StreamOwned::new(conn, sock);
