@@ -147,12 +147,14 @@ impl Admission {
     }
 
     /// Connections still in their handshake.
-    pub fn handshaking(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn handshaking(&self) -> usize {
         self.lock().handshaking.len()
     }
 
     /// Established connections with no request in flight.
-    pub fn idle(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn idle(&self) -> usize {
         self.lock().idle.len()
     }
 

@@ -56,15 +56,6 @@ fn json_response(status: StatusCode, body: serde_json::Value) -> Response<Body> 
     resp
 }
 
-/// Counts and logs an idle connection whose slot a newcomer took.
-fn evicted_idle(shared: &Shared, remote: SocketAddr) {
-    shared.metrics.inc(
-        "symbolon_gateway_connections_refused_total",
-        &[("reason", "evicted")],
-    );
-    tracing::info!(remote = %remote, reason = "evicted", "connection closed: idle when server.max_connections ({}) was reached; its slot went to a newer connection", shared.settings.max_connections);
-}
-
 pub async fn serve_connection(
     stream: TlsStream<TcpStream>,
     ctx: ConnContext,
@@ -120,7 +111,7 @@ pub async fn serve_connection(
             return;
         }
         _ = activity.evicted() => {
-            evicted_idle(&shared, ctx.remote);
+            super::server::evicted(&shared, ctx.remote, "idle");
             return;
         }
     };
@@ -131,7 +122,7 @@ pub async fn serve_connection(
             tracing::info!(remote = %ctx.remote, "connection closed: {why}");
         }
         _ = activity.evicted() => {
-            evicted_idle(&shared, ctx.remote);
+            super::server::evicted(&shared, ctx.remote, "idle");
         }
         // HTTP/2 has no idle timeout of its own in hyper (see `Activity`).
         _ = activity.idle_for(header_timeout) => {

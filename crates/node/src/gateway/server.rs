@@ -148,14 +148,14 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
     }
 }
 
-/// Counts and logs a connection whose handshake was cut short because a
-/// newer connection took its slot.
-pub(super) fn evicted(shared: &Shared, remote: SocketAddr) {
+/// Counts and logs a connection closed because a newer one took its slot
+/// while it was `when` ("still in its handshake", "idle").
+pub(super) fn evicted(shared: &Shared, remote: SocketAddr, when: &str) {
     shared.metrics.inc(
         "symbolon_gateway_connections_refused_total",
         &[("reason", "evicted")],
     );
-    tracing::info!(remote = %remote, reason = "evicted", "connection closed: still in its handshake when server.max_connections ({}) was reached; its slot went to a newer connection", shared.settings.max_connections);
+    tracing::info!(remote = %remote, reason = "evicted", "connection closed: {when} when server.max_connections ({}) was reached; its slot went to a newer connection", shared.settings.max_connections);
 }
 
 async fn handle(
@@ -183,7 +183,7 @@ async fn handle(
     let recorded = outcome.lock().ok().and_then(|mut s| s.take());
     let stream: TlsStream<TcpStream> = match accepted {
         Ok(Err(Evicted)) => {
-            evicted(shared, remote);
+            evicted(shared, remote, "still in its handshake");
             return;
         }
         Err(_) => {
@@ -241,7 +241,7 @@ async fn handle(
     // From here the slot is this connection's until it closes (in HTTP
     // mode, a newcomer may still take it while no request is in flight).
     let Ok(slot) = handshaking.established() else {
-        evicted(shared, remote);
+        evicted(shared, remote, "still in its handshake");
         return;
     };
     let (_, conn) = stream.get_ref();
