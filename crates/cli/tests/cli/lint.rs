@@ -322,6 +322,14 @@ fn pkilint_finds_nothing_in_leaves_of_every_profile() {
     }
 }
 
+/// `leaf` carries a CRL distribution point and an OCSP URL.
+fn assert_revocation_pointers(sb: &Sandbox, leaf: &str) {
+    let j = sb.ok(&["cert", "inspect", leaf, "--json"]).json();
+    let cdp = j[0]["crl_distribution_points"].as_array().unwrap();
+    let ocsp = j[0]["ocsp_urls"].as_array().unwrap();
+    assert!(!cdp.is_empty() && !ocsp.is_empty(), "{leaf}: {j}");
+}
+
 #[test]
 fn pkilint_finds_nothing_in_revocation_pointers_and_crl() {
     let Some(p) = pkilint() else {
@@ -338,10 +346,7 @@ fn pkilint_finds_nothing_in_revocation_pointers_and_crl() {
     );
 
     // Only meaningful if the extensions under test are really there.
-    let j = sb.ok(&["cert", "inspect", &server, "--json"]).json();
-    let cdp = j[0]["crl_distribution_points"].as_array().unwrap();
-    let ocsp = j[0]["ocsp_urls"].as_array().unwrap();
-    assert!(!cdp.is_empty() && !ocsp.is_empty(), "{j}");
+    assert_revocation_pointers(&sb, &server);
 
     lint_cert(&sb, &p, &server);
     lint_cert(&sb, &p, &peer);
@@ -424,6 +429,7 @@ fn pkilint_finds_nothing_in_signed_csrs_enrollments_renewals_and_served_crls() {
             json!({"algorithm": "RSA", "bits": bits}),
             "{j}"
         );
+        assert_revocation_pointers(&sb, &leaf);
         lint_cert(&sb, &p, &leaf);
     }
 
@@ -440,6 +446,7 @@ fn pkilint_finds_nothing_in_signed_csrs_enrollments_renewals_and_served_crls() {
     let r = enroll(&sb, &srv, &fp, &token(&sb, "ca", DEV, "15m"), "dev");
     assert_eq!(r.code, 0, "{}", r.all());
     let enrolled = leaf_of(&sb, "dev/cert.pem", "enrolled.leaf.pem");
+    assert_revocation_pointers(&sb, &enrolled);
     lint_cert(&sb, &p, &enrolled);
 
     let csr = openssl_csr(&sb, &openssl, "renewal", &format!("URI:{DEV}"));
@@ -453,6 +460,7 @@ fn pkilint_finds_nothing_in_signed_csrs_enrollments_renewals_and_served_crls() {
     assert_eq!(h.status, 200, "{}", h.body);
     let chain = h.json()["certificate"].as_str().unwrap().to_string();
     let renewed = write_leaf(&sb, &chain, "renewed.leaf.pem");
+    assert_revocation_pointers(&sb, &renewed);
     lint_cert(&sb, &p, &renewed);
 
     sb.ok(&[
